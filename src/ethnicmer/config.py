@@ -1,0 +1,226 @@
+"""Study configs: one YAML file describes a whole study.
+
+A config names the study, its seed, the data sources, the label mappings, the
+demographics and the stages to run with their settings. It is validated with
+pydantic: an unknown key or a wrong type is a :class:`~ethnicmer.errors.ConfigError`
+naming the key and the file. ``${ENV_VAR}`` in any string is replaced by the
+variable's value (an unset variable is an error); relative paths are relative to
+the working directory.
+
+Example (``configs/megc2019-flow.yaml``)::
+
+    study: megc2019-flow
+    seed: 0
+    data:
+      sources:
+        - kind: megc2019_flow
+          root: ${ETHNICMER_REAL_DATA}/megc2019-flow
+    stages:
+      database: {}
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ethnicmer.data.demographics import DEFAULT_GROUPING, RACES
+from ethnicmer.data.megc import CSV_NAME
+from ethnicmer.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Casme2Source(_Strict):
+    """CASME II release: the official coding sheet and, optionally, the frame folders."""
+
+    kind: Literal["casme2"]
+    sheet: Path = Field(
+        description="CASME2-coding-*.xlsx (2014-05-08 layout or the later revision)"
+    )
+    frames: Path | None = Field(
+        default=None,
+        description="root of sub01/EP02_01f/img46.jpg (raw) or reg_img46.jpg (cropped)",
+    )
+
+
+class SammSource(_Strict):
+    """SAMM release: the v2 FACS coding sheet and, optionally, the frame folders."""
+
+    kind: Literal["samm"]
+    sheet: Path = Field(description="SAMM_Micro_FACS_Codes_v2.xlsx")
+    frames: Path | None = Field(default=None, description="root of 006/006_1_2/006_05562.jpg")
+
+
+class MegcFlowSource(_Strict):
+    """A precomputed MEGC2019 flow set (STSTNet/HTNet layout).
+
+    Its labels are MEGC2019 3-class labels; ``data.emotion_mapping`` applies only to
+    sheet sources. ``casme2_sheet``/``samm_sheet`` join the official sheets by
+    (dataset, subject, filename) to add onset/apex/offset, action units and the raw
+    emotion word, and check every label against the sheet.
+    """
+
+    kind: Literal["megc2019_flow"]
+    root: Path
+    csv: str = CSV_NAME
+    datasets: list[Literal["casme2", "samm"]] | None = Field(
+        default=None, description="keep only these datasets (default: all rows)"
+    )
+    casme2_sheet: Path | None = None
+    samm_sheet: Path | None = None
+
+
+Source = Annotated[Casme2Source | SammSource | MegcFlowSource, Field(discriminator="kind")]
+
+
+class DemographicsConfig(_Strict):
+    """Where per-subject demographics come from and how races are grouped."""
+
+    table: Path | Literal["builtin"] = "builtin"
+    overrides: Path | None = Field(
+        default=None, description="CSV: dataset, subject, field, value, reason"
+    )
+    grouping: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_GROUPING))
+
+    @field_validator("grouping")
+    @classmethod
+    def _covers_every_race(cls, grouping: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(grouping) - set(RACES))
+        missing = [race for race in RACES if race not in grouping]
+        if unknown or missing:
+            raise ValueError(
+                f"grouping must map exactly the races {list(RACES)}; "
+                f"unknown: {unknown}, missing: {missing}"
+            )
+        return grouping
+
+
+class DataConfig(_Strict):
+    """Data sources and the rules that turn them into the composite database."""
+
+    sources: list[Source] = Field(min_length=1)
+    emotion_mapping: Literal["paper", "megc2019"] = "paper"
+    demographics: DemographicsConfig = Field(default_factory=DemographicsConfig)
+    apex_policy: Literal["midpoint", "exclude", "error", "corrections"] = Field(
+        default="midpoint",
+        description=(
+            "what to do when the apex cell holds no frame number ('/') or lies outside "
+            "[onset, offset]: midpoint = (onset + offset) // 2, exclude the sample, "
+            "error, or take the frame from apex_corrections"
+        ),
+    )
+    apex_corrections: Path | None = Field(
+        default=None, description="CSV: dataset, subject, filename, apex, reason"
+    )
+    on_problem: Literal["error", "exclude"] = Field(
+        default="error",
+        description=(
+            "missing frames, unreadable images, subjects without demographics, duplicate "
+            "keys: stop with an error listing them (error) or list them as exclusions"
+        ),
+    )
+    check_images: bool = Field(default=True, description="open every input image once to verify it")
+
+
+class SimulateConfig(_Strict):
+    """A small synthetic CASME II- and SAMM-format dataset written before the study."""
+
+    out: Path
+    subjects_per_dataset: int = Field(default=4, ge=2)
+    samples_per_subject: int = Field(default=3, ge=1)
+    frames_per_sample: int = Field(default=8, ge=3)
+    image_size: int = Field(default=64, ge=16)
+
+
+class DatabaseStageConfig(_Strict):
+    """Settings of the database stage (none yet; present so that a config can name it)."""
+
+
+class StagesConfig(_Strict):
+    """The stages to run, each with its settings; the database stage always runs."""
+
+    database: DatabaseStageConfig = Field(default_factory=DatabaseStageConfig)
+
+
+class StudyConfig(_Strict):
+    """A whole study: ``ethnicmer run CONFIG`` carries it out stage by stage."""
+
+    study: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    seed: int = 0
+    runs_dir: Path = Path("runs")
+    simulate: SimulateConfig | None = None
+    data: DataConfig
+    stages: StagesConfig = Field(default_factory=StagesConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        """``runs_dir / study``: every stage writes under ``run_dir / <stage>``."""
+        return self.runs_dir / self.study
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand(value: Any, where: str, path: Path) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand(v, f"{where}.{k}" if where else str(k), path) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, f"{where}.{i}", path) for i, v in enumerate(value)]
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ConfigError(f"{path}: {where}: environment variable ${{{name}}} is not set")
+            return os.environ[name]
+
+        return _ENV.sub(substitute, value)
+    return value
+
+
+def parse_config(raw: dict[str, Any], path: Path) -> StudyConfig:
+    """Validate an already-loaded YAML mapping (``${VAR}`` expanded here).
+
+    Raises:
+        ConfigError: naming ``path`` and each offending key.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: a study config must be a YAML mapping, got {type(raw).__name__}"
+        )
+    expanded = _expand(raw, "", path)
+    try:
+        return StudyConfig.model_validate(expanded)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+            if error["type"] == "extra_forbidden":
+                problems.append(f"{key}: unknown key")
+            else:
+                problems.append(f"{key}: {error['msg']}")
+        raise ConfigError(f"{path}: invalid study config:\n  " + "\n  ".join(problems)) from None
+
+
+def load_config(path: Path) -> StudyConfig:
+    """Read and validate a study config YAML file.
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or fails validation.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    return parse_config(raw, path)

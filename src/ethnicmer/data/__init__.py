@@ -1,0 +1,1 @@
+"""Data sources, label mappings, demographics and the composite database (paper III-A)."""

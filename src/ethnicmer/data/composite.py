@@ -1,0 +1,425 @@
+"""The ethnicity-annotated composite database (paper III-A, Tables I–III).
+
+:func:`build_composite` turns the configured sources into one samples table keyed
+by (dataset, subject, filename) and an exclusions table that lists every dropped
+sample with its reason. Nothing is dropped silently.
+
+Rules, in order:
+
+1. Duplicate keys across all sources are problems.
+2. Emotion mapping (sheet sources): ``paper`` or ``megc2019``; dropped emotions are
+   exclusions. MEGC flow sets keep their MEGC2019 labels.
+3. Apex policy (rows with frame numbers): a ``/`` apex or one outside
+   [onset, offset] is flagged and handled by ``data.apex_policy``.
+4. Frames (sheet sources with ``frames``): onset and apex images must exist.
+5. Images: every input image must exist and open.
+6. Demographics: every subject needs a row; ethnicity group by ``data.demographics.grouping``.
+
+*Problems* (duplicates, missing/unreadable files, missing demographics, apex
+without a usable frame) stop the build with one error listing them all when
+``data.on_problem == "error"``; with ``"exclude"`` they become exclusions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+
+from ethnicmer.config import DataConfig, MegcFlowSource, SammSource, Source
+from ethnicmer.data.casme2 import read_coding_sheet
+from ethnicmer.data.demographics import apply_overrides, ethnicity_group, load_demographics
+from ethnicmer.data.emotions import EMOTION_CLASSES, map_emotion, to_binary
+from ethnicmer.data.frames import find_frame
+from ethnicmer.data.megc import read_megc_flow_set
+from ethnicmer.data.samm import read_samm_sheet
+from ethnicmer.data.sheets import read_table
+from ethnicmer.data.subjects import KEY_COLUMNS, format_key, normalise_dataset, normalise_subject
+from ethnicmer.errors import DataError
+from ethnicmer.progress import progress
+
+SAMPLE_COLUMNS = [
+    "dataset",
+    "subject",
+    "filename",
+    "onset",
+    "apex",
+    "offset",
+    "apex_note",
+    "action_units",
+    "emotion_raw",
+    "emotion",
+    "label",
+    "label_id",
+    "binary_label",
+    "race_code",
+    "race",
+    "ethnicity",
+    "gender",
+    "age_bin",
+    "onset_path",
+    "apex_path",
+    "flow_path",
+    "apex_crop_path",
+    "source_kind",
+    "source_file",
+    "source_row",
+]
+"""Columns of the samples table. ``label`` is the 3-class emotion (Negative,
+Positive, Surprise), ``label_id`` its index, ``binary_label`` Negative vs
+Non-negative; frame numbers are frames of the release (nullable ``Int64``);
+paths are empty where the source has no such input."""
+
+EXCLUSION_COLUMNS = ["dataset", "subject", "filename", "reason", "source_file", "source_row"]
+_MAX_LISTED = 25
+
+
+@dataclass(frozen=True)
+class CompositeDatabase:
+    """The result of :func:`build_composite`.
+
+    Attributes:
+        samples: one row per kept sample, columns :data:`SAMPLE_COLUMNS`, sorted by key.
+        exclusions: one row per dropped sample, columns :data:`EXCLUSION_COLUMNS`.
+        demographics: the per-subject table used (after overrides), with ``ethnicity``.
+        overrides: the log of applied demographic overrides.
+    """
+
+    samples: pd.DataFrame
+    exclusions: pd.DataFrame
+    demographics: pd.DataFrame
+    overrides: pd.DataFrame
+
+
+class _Ledger:
+    """Collects exclusions and problems while the database is built."""
+
+    def __init__(self, on_problem: str) -> None:
+        self.on_problem = on_problem
+        self.exclusions: list[dict[str, object]] = []
+        self.problems: list[str] = []
+
+    def exclude(self, row: pd.Series | dict[str, object], reason: str) -> None:
+        self.exclusions.append(
+            {
+                "dataset": row["dataset"],
+                "subject": row["subject"],
+                "filename": row["filename"],
+                "reason": reason,
+                "source_file": row.get("source_file", ""),
+                "source_row": row.get("source_row", pd.NA),
+            }
+        )
+
+    def problem(self, row: pd.Series | dict[str, object], reason: str) -> None:
+        where = f"{row.get('source_file', '')}, row {row.get('source_row', '?')}"
+        self.problems.append(
+            f"{format_key(str(row['dataset']), str(row['subject']), str(row['filename']))} "
+            f"({where}): {reason}"
+        )
+        self.exclude(row, reason)
+
+    def raise_problems(self, step: str) -> None:
+        if self.on_problem == "error" and self.problems:
+            listed = "\n  ".join(self.problems[:_MAX_LISTED])
+            more = len(self.problems) - _MAX_LISTED
+            tail = f"\n  ... and {more} more" if more > 0 else ""
+            raise DataError(
+                f"{len(self.problems)} sample(s) failed the {step} check "
+                f"(set data.on_problem: exclude to list them as exclusions instead):\n  "
+                f"{listed}{tail}"
+            )
+
+
+def _read_source(source: Source) -> pd.DataFrame:
+    if isinstance(source, MegcFlowSource):
+        table = read_megc_flow_set(source.root, source.csv)
+        table["source_kind"] = "megc2019_flow"
+        return table
+    reader = read_samm_sheet if isinstance(source, SammSource) else read_coding_sheet
+    table = reader(source.sheet)
+    table["source_kind"] = source.kind
+    table["frames_root"] = str(source.frames) if source.frames is not None else ""
+    return table
+
+
+def _join_sheets(table: pd.DataFrame, source: MegcFlowSource, ledger: _Ledger) -> pd.DataFrame:
+    """Add sheet columns to MEGC rows and check each MEGC label against its sheet row."""
+    sheets = []
+    if source.casme2_sheet is not None:
+        sheets.append(read_coding_sheet(source.casme2_sheet))
+    if source.samm_sheet is not None:
+        sheets.append(read_samm_sheet(source.samm_sheet))
+    if not sheets:
+        return table
+    sheet = pd.concat(sheets, ignore_index=True).drop(columns=["source_file", "source_row"])
+    joined = table.merge(sheet, on=KEY_COLUMNS, how="left", validate="many_to_one")
+    covered = set(sheet["dataset"])
+    keep = []
+    for index, row in joined.iterrows():
+        if row["dataset"] in covered and pd.isna(row["emotion"]):
+            ledger.problem(row, "not in the official coding sheet")
+            continue
+        if not pd.isna(row["emotion"]):
+            expected, _ = map_emotion("megc2019", row["dataset"], row["emotion"])
+            if expected != row["label"]:
+                ledger.problem(
+                    row,
+                    f"MEGC label {row['label']} disagrees with the sheet's emotion "
+                    f"{row['emotion_raw']!r} (megc2019 mapping: {expected})",
+                )
+                continue
+        keep.append(index)
+    return joined.loc[keep]
+
+
+def _check_duplicates(table: pd.DataFrame, ledger: _Ledger) -> pd.DataFrame:
+    duplicated = table.duplicated(KEY_COLUMNS, keep=False)
+    for _, row in table[duplicated].iterrows():
+        others = table[
+            duplicated
+            & (table["dataset"] == row["dataset"])
+            & (table["subject"] == row["subject"])
+            & (table["filename"] == row["filename"])
+        ]
+        places = [
+            f"{f}, row {r}"
+            for f, r in zip(others["source_file"], others["source_row"], strict=True)
+        ]
+        ledger.problem(row, f"duplicate (dataset, subject, filename); given at {places}")
+    return table[~duplicated]
+
+
+def _apply_labels(table: pd.DataFrame, mapping: str, ledger: _Ledger) -> pd.DataFrame:
+    keep, labels = [], []
+    for index, row in table.iterrows():
+        if row["source_kind"] == "megc2019_flow":
+            keep.append(index)
+            labels.append(row["label"])
+            continue
+        label, reason = map_emotion(mapping, row["dataset"], row["emotion"])
+        if label is None:
+            ledger.exclude(row, reason)
+            continue
+        keep.append(index)
+        labels.append(label)
+    out = table.loc[keep].copy()
+    out["label"] = labels
+    return out
+
+
+def _load_corrections(path: Path) -> dict[tuple[str, str, str], tuple[int, str]]:
+    raw = read_table(path)
+    missing = [
+        c for c in ("dataset", "subject", "filename", "apex", "reason") if c not in raw.columns
+    ]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; columns found: {list(raw.columns)}")
+    corrections = {}
+    for index, row in raw.iterrows():
+        where = f"{path}, line {int(index) + 2}"
+        dataset = normalise_dataset(row["dataset"], where)
+        key = (
+            dataset,
+            normalise_subject(dataset, row["subject"], where),
+            str(row["filename"]).strip(),
+        )
+        text = str(row["apex"]).strip()
+        if not text.isdigit():
+            raise DataError(f"{where}: apex {row['apex']!r} is not a frame number")
+        corrections[key] = (int(text), str(row["reason"]).strip())
+    return corrections
+
+
+def _apply_apex_policy(table: pd.DataFrame, cfg: DataConfig, ledger: _Ledger) -> pd.DataFrame:
+    corrections = (
+        _load_corrections(cfg.apex_corrections)
+        if cfg.apex_policy == "corrections" and cfg.apex_corrections is not None
+        else {}
+    )
+    if cfg.apex_policy == "corrections" and cfg.apex_corrections is None:
+        raise DataError("data.apex_policy is 'corrections' but data.apex_corrections is not set")
+    keep, apexes, notes = [], [], []
+    for index, row in table.iterrows():
+        if "onset_raw" not in row or pd.isna(row.get("onset_raw")):
+            keep.append(index)
+            apexes.append(row.get("apex", pd.NA))
+            notes.append("")
+            continue
+        onset, apex, offset = row["onset"], row["apex"], row["offset"]
+        if pd.isna(onset) or pd.isna(offset):
+            ledger.problem(
+                row,
+                f"onset {row['onset_raw']!r} / offset {row['offset_raw']!r} is not a frame number",
+            )
+            continue
+        if onset > offset:
+            ledger.problem(row, f"onset {onset} is after offset {offset}")
+            continue
+        if not pd.isna(apex) and onset <= apex <= offset:
+            keep.append(index)
+            apexes.append(apex)
+            notes.append("")
+            continue
+        issue = (
+            f"apex cell {row['apex_raw']!r} holds no frame number"
+            if pd.isna(apex)
+            else f"apex {apex} lies outside [onset {onset}, offset {offset}]"
+        )
+        if cfg.apex_policy == "error":
+            raise DataError(
+                f"{row['source_file']}, row {row['source_row']}: {issue} (data.apex_policy: error)"
+            )
+        if cfg.apex_policy == "exclude":
+            ledger.exclude(row, f"{issue} (data.apex_policy: exclude)")
+            continue
+        if cfg.apex_policy == "midpoint":
+            new_apex, note = (onset + offset) // 2, f"{issue}; set to the midpoint"
+        else:
+            key = (row["dataset"], row["subject"], row["filename"])
+            if key not in corrections:
+                ledger.problem(row, f"{issue} and {cfg.apex_corrections} has no correction for it")
+                continue
+            new_apex, reason = corrections[key]
+            note = f"{issue}; corrected to {new_apex} ({reason})"
+        keep.append(index)
+        apexes.append(new_apex)
+        notes.append(note)
+    out = table.loc[keep].copy()
+    out["apex"] = pd.array(apexes, dtype="Int64")
+    out["apex_note"] = notes
+    return out
+
+
+def _resolve_frames(table: pd.DataFrame, ledger: _Ledger) -> pd.DataFrame:
+    keep, onsets, apexes = [], [], []
+    for index, row in table.iterrows():
+        root = row.get("frames_root", "")
+        if not isinstance(root, str) or not root:
+            keep.append(index)
+            onsets.append("")
+            apexes.append("")
+            continue
+        try:
+            onset = find_frame(Path(root), row["subject"], row["filename"], int(row["onset"]))
+            apex = find_frame(Path(root), row["subject"], row["filename"], int(row["apex"]))
+        except DataError as exc:
+            ledger.problem(row, str(exc))
+            continue
+        keep.append(index)
+        onsets.append(str(onset))
+        apexes.append(str(apex))
+    out = table.loc[keep].copy()
+    out["onset_path"] = onsets
+    out["apex_path"] = apexes
+    return out
+
+
+def _check_images(table: pd.DataFrame, ledger: _Ledger, verify: bool) -> pd.DataFrame:
+    keep = []
+    columns = ["onset_path", "apex_path", "flow_path", "apex_crop_path"]
+    for index, row in progress(list(table.iterrows()), "checking input images"):
+        bad = None
+        for column in columns:
+            path = row.get(column, "")
+            if not isinstance(path, str) or not path:
+                continue
+            if not Path(path).is_file():
+                bad = f"{column} {path} does not exist"
+                break
+            if verify:
+                try:
+                    with Image.open(path) as image:
+                        image.verify()
+                except Exception as exc:  # Pillow raises several types for bad files
+                    bad = f"{column} {path} is not a readable image ({exc})"
+                    break
+        if bad is None:
+            keep.append(index)
+        else:
+            ledger.problem(row, bad)
+    return table.loc[keep]
+
+
+def _join_demographics(
+    table: pd.DataFrame, demographics: pd.DataFrame, ledger: _Ledger
+) -> pd.DataFrame:
+    fields = ["race_code", "race", "ethnicity", "gender", "age_bin"]
+    joined = table.merge(
+        demographics[["dataset", "subject", *fields]], on=["dataset", "subject"], how="left"
+    )
+    missing = joined["race_code"].isna()
+    for _, row in joined[missing].iterrows():
+        ledger.problem(row, f"subject {row['dataset']}/{row['subject']} has no demographics row")
+    out = joined[~missing].copy()
+    for column in ("race_code", "gender", "age_bin"):
+        out[column] = out[column].astype("int64")
+    return out
+
+
+def build_composite(cfg: DataConfig) -> CompositeDatabase:
+    """Build the composite database from the configured sources.
+
+    Args:
+        cfg: the ``data`` section of a study config.
+
+    Returns:
+        A :class:`CompositeDatabase`.
+
+    Raises:
+        DataError: a source cannot be read, or (with ``on_problem: error``) any
+            sample fails a check; the message lists every failing sample with its
+            file and row.
+    """
+    ledger = _Ledger(cfg.on_problem)
+    tables = []
+    for source in cfg.sources:
+        table = _read_source(source)
+        if isinstance(source, MegcFlowSource):
+            if source.datasets is not None:
+                dropped = table[~table["dataset"].isin(source.datasets)]
+                for _, row in dropped.iterrows():
+                    ledger.exclude(row, f"dataset {row['dataset']} not in the source's datasets")
+                table = table[table["dataset"].isin(source.datasets)]
+            table = _join_sheets(table, source, ledger)
+        tables.append(table)
+    table = pd.concat(tables, ignore_index=True)
+    if table.empty:
+        raise DataError("the configured data sources hold no samples")
+    table = _check_duplicates(table, ledger)
+    ledger.raise_problems("duplicate-key")
+    table = _apply_labels(table, cfg.emotion_mapping, ledger)
+    table = _apply_apex_policy(table, cfg, ledger)
+    table = _resolve_frames(table, ledger)
+    table = _check_images(table, ledger, cfg.check_images)
+    ledger.raise_problems("input-file")
+
+    demographics = load_demographics(
+        None if cfg.demographics.table == "builtin" else Path(cfg.demographics.table)
+    )
+    overrides = pd.DataFrame()
+    if cfg.demographics.overrides is not None:
+        demographics, overrides = apply_overrides(demographics, cfg.demographics.overrides)
+    demographics["ethnicity"] = [
+        ethnicity_group(race, cfg.demographics.grouping) for race in demographics["race"]
+    ]
+    table = _join_demographics(table, demographics, ledger)
+    ledger.raise_problems("demographics")
+
+    table["label_id"] = [EMOTION_CLASSES.index(label) for label in table["label"]]
+    table["binary_label"] = [to_binary(label) for label in table["label"]]
+    frame_columns = ("onset", "apex", "offset")
+    for column in SAMPLE_COLUMNS:
+        if column not in table.columns:
+            table[column] = pd.NA if column in frame_columns else ""
+    for column in frame_columns:
+        table[column] = pd.array(table[column], dtype="Int64")
+    text_columns = [
+        c for c in SAMPLE_COLUMNS if table[c].dtype == object or str(table[c].dtype) == "str"
+    ]
+    table[text_columns] = table[text_columns].fillna("")
+    samples = table[SAMPLE_COLUMNS].sort_values(KEY_COLUMNS).reset_index(drop=True)
+    exclusions = pd.DataFrame(ledger.exclusions, columns=EXCLUSION_COLUMNS)
+    return CompositeDatabase(samples, exclusions, demographics, overrides)

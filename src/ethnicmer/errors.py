@@ -1,0 +1,17 @@
+"""Exception types raised by ethnicmer.
+
+Every error message names the file, row or sample at fault and what is wrong, so
+that a researcher can fix the input without reading our code.
+"""
+
+
+class EthnicmerError(Exception):
+    """Base class of every error ethnicmer raises on bad input or configuration."""
+
+
+class ConfigError(EthnicmerError):
+    """A study config is invalid: unknown key, wrong type, unset ``${VAR}``, bad path."""
+
+
+class DataError(EthnicmerError):
+    """A data source is invalid: missing column, frame, demographics, unreadable image."""

@@ -1,0 +1,115 @@
+"""The study's stages in pipeline order, each a thin layer over the library.
+
+``simulate`` (only when the config has a ``simulate`` section) → ``database``.
+Later stages (flow, prima facie, benchmark, activation maps, report) read the
+files the database stage writes: ``runs/<study>/database/samples.parquet``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ethnicmer.config import MegcFlowSource, StudyConfig
+from ethnicmer.data.composite import build_composite
+from ethnicmer.data.demographics import builtin_table_path
+from ethnicmer.data.summary import summarise
+from ethnicmer.data.synthetic import write_synthetic_study
+from ethnicmer.errors import DataError
+from ethnicmer.pipeline import Stage, input_digest, write_json_atomic
+
+SAMPLES_FILE = "samples.parquet"
+
+
+def _database_inputs(cfg: StudyConfig) -> dict[str, Any]:
+    data = cfg.data
+    sources = []
+    for source in data.sources:
+        if isinstance(source, MegcFlowSource):
+            sources.append(
+                {
+                    "csv": input_digest(source.root / source.csv),
+                    "images": input_digest(source.root / "datasets"),
+                    "casme2_sheet": input_digest(source.casme2_sheet),
+                    "samm_sheet": input_digest(source.samm_sheet),
+                }
+            )
+        else:
+            sources.append(
+                {"sheet": input_digest(source.sheet), "frames": input_digest(source.frames)}
+            )
+    table = data.demographics.table
+    return {
+        "sources": sources,
+        "demographics": input_digest(builtin_table_path() if table == "builtin" else Path(table)),
+        "overrides": input_digest(data.demographics.overrides),
+        "apex_corrections": input_digest(data.apex_corrections),
+    }
+
+
+def _run_database(cfg: StudyConfig, out_dir: Path) -> list[Path]:
+    database = build_composite(cfg.data)
+    outputs = {
+        "samples.csv": database.samples,
+        "exclusions.csv": database.exclusions,
+        "demographics.csv": database.demographics,
+        "overrides.csv": database.overrides,
+    }
+    written = []
+    for name, frame in outputs.items():
+        path = out_dir / name
+        frame.to_csv(path, index=False)
+        written.append(path)
+    parquet = out_dir / SAMPLES_FILE
+    database.samples.to_parquet(parquet, index=False)
+    summary = out_dir / "summary.json"
+    write_json_atomic(summary, summarise(database.samples, database.exclusions))
+    return [*written, parquet, summary]
+
+
+def _simulate_inputs(cfg: StudyConfig) -> dict[str, Any]:
+    return {"out": str(cfg.simulate.out) if cfg.simulate else None}
+
+
+def _run_simulate(cfg: StudyConfig, out_dir: Path) -> list[Path]:
+    assert cfg.simulate is not None
+    manifest = write_synthetic_study(cfg.simulate, seed=cfg.seed)
+    return [Path(p) for p in manifest]
+
+
+SIMULATE = Stage(
+    name="simulate",
+    inputs=_simulate_inputs,
+    run=_run_simulate,
+    config_section=lambda cfg: json.loads(cfg.simulate.model_dump_json()) if cfg.simulate else None,
+)
+DATABASE = Stage(
+    name="database",
+    inputs=_database_inputs,
+    run=_run_database,
+    config_section=lambda cfg: json.loads(cfg.data.model_dump_json()),
+)
+
+
+def planned_stages(cfg: StudyConfig) -> list[Stage]:
+    """The stages ``ethnicmer run`` carries out for ``cfg``, in order."""
+    stages = [SIMULATE] if cfg.simulate is not None else []
+    stages.append(DATABASE)
+    return stages
+
+
+def load_samples(cfg: StudyConfig) -> pd.DataFrame:
+    """The samples table written by the database stage.
+
+    Raises:
+        DataError: the database stage has not run for this study.
+    """
+    path = cfg.run_dir / DATABASE.name / SAMPLES_FILE
+    if not path.is_file():
+        raise DataError(
+            f"{path} does not exist; run `ethnicmer db build` (or `ethnicmer run`) first"
+        )
+    return pd.read_parquet(path)

@@ -1,0 +1,130 @@
+"""The command line and the resumable stage runner."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from ethnicmer.cli import app, demo_config_path
+from ethnicmer.config import load_config
+from ethnicmer.pipeline import run_stage
+from ethnicmer.stages import DATABASE, load_samples
+from tests.conftest import synthetic_data_section, write_config
+
+runner = CliRunner()
+
+
+def _json(result) -> dict:
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_demo_runs_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    first = _json(runner.invoke(app, ["demo", "--json"]))
+    assert [s["stage"] for s in first["stages"]] == ["simulate", "database"]
+    assert all(s["status"] == "done" for s in first["stages"])
+    samples = Path(first["run_dir"]) / "database" / "samples.csv"
+    assert samples.is_file()
+    manifest = json.loads((Path(first["run_dir"]) / "database" / "manifest.json").read_text())
+    assert (
+        manifest["seed"] == 0
+        and manifest["versions"]["pandas"]
+        and manifest["config"]["study"] == "demo"
+    )
+
+    second = _json(runner.invoke(app, ["demo", "--json"]))
+    assert all(s["status"] == "up to date" for s in second["stages"])
+
+    # An interrupted stage (no manifest, half-written output) is re-run.
+    (Path(first["run_dir"]) / "database" / "manifest.json").unlink()
+    samples.write_text("half")
+    third = _json(runner.invoke(app, ["demo", "--json"]))
+    assert [s["status"] for s in third["stages"]] == ["up to date", "done"]
+    assert samples.read_text() != "half"
+
+
+def test_demo_config_is_the_shipped_configs_demo():
+    shipped = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+    assert demo_config_path().read_text() == shipped.read_text()
+
+
+def test_changed_config_or_input_reruns_the_stage(synthetic_root: Path, tmp_path: Path):
+    path = write_config(tmp_path, {"study": "s", "data": synthetic_data_section(synthetic_root)})
+    cfg = load_config(path)
+    assert not run_stage(DATABASE, cfg).skipped
+    assert run_stage(DATABASE, cfg).skipped
+    changed = load_config(
+        write_config(
+            tmp_path,
+            {
+                "study": "s",
+                "data": synthetic_data_section(synthetic_root, emotion_mapping="megc2019"),
+            },
+        )
+    )
+    assert not run_stage(DATABASE, changed).skipped
+    samples = load_samples(changed)
+    # megc2019 drops CASME II fear/sadness and others; the paper mapping keeps fear/sadness.
+    assert set(samples["label"]) <= {"Negative", "Positive", "Surprise"}
+    # A damaged output is detected through its recorded digest.
+    (changed.run_dir / "database" / "summary.json").write_text("{}")
+    assert not run_stage(DATABASE, changed).skipped
+
+
+def test_db_summary_json(synthetic_root: Path, tmp_path: Path):
+    path = write_config(tmp_path, {"study": "s", "data": synthetic_data_section(synthetic_root)})
+    summary = _json(runner.invoke(app, ["db", "summary", str(path), "--json"]))
+    assert set(summary["tables"]) >= {
+        "table1_subjects",
+        "table2_samples",
+        "table3_emotions",
+        "cells_dataset_ethnicity",
+    }
+    assert (
+        sum(r["subjects"] for r in summary["tables"]["table1_subjects"])
+        == summary["totals"]["subjects"]
+    )
+    assert (
+        sum(r["samples"] for r in summary["tables"]["table3_emotions"])
+        == summary["totals"]["samples"]
+    )
+    human = runner.invoke(app, ["db", "summary", str(path)])
+    assert human.exit_code == 0 and "Table I" in human.stdout and "Table III" in human.stdout
+
+
+def test_db_build_json(synthetic_root: Path, tmp_path: Path):
+    path = write_config(tmp_path, {"study": "s", "data": synthetic_data_section(synthetic_root)})
+    out = _json(runner.invoke(app, ["db", "build", str(path), "--json"]))
+    assert out["totals"]["samples"] + out["totals"]["excluded"] == 24
+    exclusions = tmp_path / "runs" / "s" / "database" / "exclusions.csv"
+    assert len(exclusions.read_text().splitlines()) == out["totals"]["excluded"] + 1
+
+
+def test_errors_exit_2_with_a_message(tmp_path: Path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "study": "s",
+                "data": {"sources": [{"kind": "casme2", "sheet": str(tmp_path / "no.xlsx")}]},
+            }
+        )
+    )
+    result = runner.invoke(app, ["run", str(path)])
+    assert result.exit_code == 2
+    assert "no.xlsx: file not found" in result.stderr
+
+
+def test_real_megc_config_db_summary(
+    real_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.chdir(tmp_path)
+    config = Path(__file__).resolve().parents[1] / "configs" / "megc2019-flow.yaml"
+    summary = _json(runner.invoke(app, ["db", "summary", str(config), "--json"]))
+    totals = summary["totals"]
+    assert (totals["samples"], totals["subjects"], totals["excluded"]) == (278, 52, 0)
+    assert totals["samples_by_ethnicity"] == {"Asian": 187, "Non-Asian": 91}
+    assert totals["samples_by_dataset"] == {"casme2": 145, "samm": 133}
