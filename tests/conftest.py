@@ -65,6 +65,7 @@ def synthetic_data_section(root: Path, **overrides: object) -> dict:
 def write_config(tmp_path: Path, payload: dict, name: str = "study.yaml") -> Path:
     """Write ``payload`` as YAML with runs_dir inside ``tmp_path``; return the path."""
     payload = {"runs_dir": str(tmp_path / "runs"), **payload}
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / name
     path.write_text(yaml.safe_dump(payload, sort_keys=False))
     return path
@@ -78,3 +79,66 @@ def make_config(tmp_path: Path):
         return load_config(write_config(tmp_path, {"study": study, "data": data, **extra}))
 
     return factory
+
+
+TINY_SUBJECTS = [
+    ("casme2", "sub01"),
+    ("casme2", "sub02"),
+    ("casme2", "sub03"),
+    ("samm", "006"),
+    ("samm", "007"),
+    ("samm", "012"),
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_megc(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny MEGC2019-layout flow set (random images) over six real subject ids.
+
+    Subject ids are real so the shipped demographics apply: casme2 subjects are
+    Asian; SAMM 006 and 007 are Non-Asian (White), 012 is Asian (Others).
+    """
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("tiny_megc")
+    flow_dir = root / "datasets" / "STSNet_whole_norm_u_v_os"
+    apex_dir = root / "datasets" / "combined_datasets_whole"
+    flow_dir.mkdir(parents=True)
+    apex_dir.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    lines = ["dataset,sub,filename_o,label,apex,imagename,sub_filename"]
+    for dataset, subject in TINY_SUBJECTS:
+        for k in range(4):
+            filename = f"EP0{k}_01" if dataset == "casme2" else f"{subject}_{k}_1"
+            label = k % 3
+            image = rng.integers(0, 60, size=(28, 28, 3), dtype=np.uint8)
+            image[:, :, label] += 150  # a learnable label signal
+            Image.fromarray(image).save(flow_dir / f"{subject}_{filename} .png")
+            Image.fromarray(rng.integers(0, 255, size=(32, 32, 3), dtype=np.uint8)).save(
+                apex_dir / f"{subject}_{filename}.jpg"
+            )
+            lines.append(f"{dataset},{subject},{filename},{label},,{subject}_{filename}.jpg,")
+    (root / "combined_3_class2_for_optical_flow.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def tiny_benchmark_config(tmp_path: Path, root: Path, models: list[dict], **bench: object) -> Path:
+    """A study config running a tiny benchmark on ``root`` (a tiny_megc set)."""
+    settings = {
+        "epochs": 1,
+        "input_size": 28,
+        "rgb_size": 32,
+        "batch_size": 8,
+        "bootstrap": 20,
+        "executor": {"kind": "inline", "threads_per_fold": 1},
+        "models": models,
+    }
+    settings.update(bench)
+    payload = {
+        "study": "tiny",
+        "seed": 0,
+        "data": {"sources": [{"kind": "megc2019_flow", "root": str(root)}]},
+        "stages": {"benchmark": settings},
+    }
+    return write_config(tmp_path, payload)

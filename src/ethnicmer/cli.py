@@ -19,10 +19,10 @@ from rich.table import Table
 
 from ethnicmer import __version__
 from ethnicmer.config import StudyConfig, load_config
-from ethnicmer.errors import EthnicmerError
+from ethnicmer.errors import ConfigError, EthnicmerError
 from ethnicmer.pipeline import StageResult, run_stage
 from ethnicmer.progress import log
-from ethnicmer.stages import DATABASE, SIMULATE, planned_stages
+from ethnicmer.stages import BENCHMARK, DATABASE, SIMULATE, planned_stages
 
 app = typer.Typer(
     help="Micro-expression recognition studies that take ethnicity seriously.", no_args_is_help=True
@@ -133,6 +133,28 @@ def db_summary(config: ConfigArg, json_out: JsonOpt = False) -> None:
         print((cfg.run_dir / DATABASE.name / "summary.json").read_text())
     else:
         _print_summary(cfg)
+
+
+@app.command()
+def benchmark(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = False) -> None:
+    """Run the LOSO benchmark (paper Table V) of the config's model rows, resumably."""
+    try:
+        cfg = load_config(config)
+        if cfg.stages.benchmark is None:
+            raise ConfigError(f"{config}: the config has no stages.benchmark section")
+        if cfg.simulate is not None:
+            run_stage(SIMULATE, cfg)
+        run_stage(DATABASE, cfg)
+        result = run_stage(BENCHMARK, cfg, force=force)
+    except EthnicmerError as exc:
+        _fail(exc)
+    summary = json.loads((cfg.run_dir / BENCHMARK.name / "summary.json").read_text())
+    if json_out:
+        print(json.dumps({"stage": _result_record(result), **summary}, indent=2))
+    else:
+        _out.print((cfg.run_dir / BENCHMARK.name / "table5.md").read_text())
+        _out.print((cfg.run_dir / BENCHMARK.name / "comparisons.md").read_text())
+        _out.print(f"outputs under {cfg.run_dir / BENCHMARK.name}")
 
 
 _TITLES = {

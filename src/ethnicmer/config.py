@@ -144,10 +144,87 @@ class DatabaseStageConfig(_Strict):
     """Settings of the database stage (none yet; present so that a config can name it)."""
 
 
+ContextName = Literal["none", "ethnicity", "dataset", "gender", "age_bin", "permuted_ethnicity"]
+BackboneName = Literal["resnet18", "tiny_vit_5m_224", "tiny_vit_21m_224"]
+
+
+class ModelConfig(_Strict):
+    """One benchmark row (paper Table V): a motion-only or dual-context model.
+
+    ``context: none`` is the motion-only baseline (one ResNet-18 on the flow image).
+    Otherwise a second backbone (no weight sharing) reads ``context_input`` and is
+    trained on the per-subject ``context`` attribute; ``permuted_ethnicity``
+    shuffles ethnicity labels across subjects within each dataset (seeded) as a
+    control.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    emotion_backbone: BackboneName = "resnet18"
+    context: ContextName = "none"
+    context_input: Literal["flow", "apex_rgb"] = "flow"
+    context_backbone: BackboneName = "resnet18"
+    fusion: Literal["concat", "mean"] = "concat"
+    weights: str = Field(default="none", description="none | imagenet | path to a state dict")
+    context_weights: str | None = Field(default=None, description="default: same as weights")
+    loss_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    input_size: int | None = Field(default=None, ge=16, description="default: benchmark.input_size")
+    rgb_size: int | None = Field(default=None, ge=16, description="default: benchmark.rgb_size")
+
+
+class ExecutorConfig(_Strict):
+    """Where LOSO folds run: in this process, a local process pool, or Ray tasks."""
+
+    kind: Literal["inline", "process", "ray"] = "inline"
+    workers: int = Field(default=2, ge=1, description="process pool size / Ray CPUs per node")
+    threads_per_fold: int | None = Field(
+        default=None,
+        ge=1,
+        description="torch threads per fold (default: all cores inline, 1 otherwise)",
+    )
+    address: str | None = Field(
+        default=None, description="Ray cluster address; default: local ray.init()"
+    )
+
+
+class BenchmarkConfig(_Strict):
+    """The LOSO benchmark (paper IV-B, Table V). Defaults are the paper's settings."""
+
+    models: list[ModelConfig] = Field(min_length=1)
+    input_size: int = Field(default=28, ge=16, description="flow image side in pixels")
+    rgb_size: int = Field(default=64, ge=16, description="RGB apex crop side in pixels")
+    epochs: int = Field(default=15, ge=1)
+    batch_size: int = Field(default=32, ge=2)
+    lr: float = Field(default=1e-3, gt=0)
+    gamma: float = Field(default=0.9, gt=0, le=1, description="ExponentialLR decay per epoch")
+    seeds: list[int] | None = Field(default=None, description="default: [study seed]")
+    test_subjects: list[str] | None = Field(
+        default=None, description="only these LOSO folds, as dataset/subject (smoke tests)"
+    )
+    max_folds: int | None = Field(
+        default=None, ge=1, description="only the first N folds (smoke tests)"
+    )
+    save_checkpoints: bool = True
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    bootstrap: int = Field(default=1000, ge=0, description="bootstrap resamples over subjects")
+    compare: list[tuple[str, str]] | None = Field(
+        default=None, description="pairs (a, b) tested paired; default: every model vs the first"
+    )
+
+    @field_validator("models")
+    @classmethod
+    def _unique_names(cls, models: list[ModelConfig]) -> list[ModelConfig]:
+        names = [m.name for m in models]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"model names must be unique; repeated: {duplicates}")
+        return models
+
+
 class StagesConfig(_Strict):
     """The stages to run, each with its settings; the database stage always runs."""
 
     database: DatabaseStageConfig = Field(default_factory=DatabaseStageConfig)
+    benchmark: BenchmarkConfig | None = None
 
 
 class StudyConfig(_Strict):

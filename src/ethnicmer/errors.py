@@ -15,3 +15,7 @@ class ConfigError(EthnicmerError):
 
 class DataError(EthnicmerError):
     """A data source is invalid: missing column, frame, demographics, unreadable image."""
+
+
+class ModelError(EthnicmerError):
+    """A model cannot be built: unknown backbone, weights unavailable or incompatible."""

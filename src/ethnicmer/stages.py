@@ -1,8 +1,8 @@
 """The study's stages in pipeline order, each a thin layer over the library.
 
-``simulate`` (only when the config has a ``simulate`` section) → ``database``.
-Later stages (flow, prima facie, benchmark, activation maps, report) read the
-files the database stage writes: ``runs/<study>/database/samples.parquet``.
+``simulate`` (only when the config has a ``simulate`` section) → ``database`` →
+``benchmark`` (when configured). Later stages read the files the database stage
+writes: ``runs/<study>/database/samples.parquet``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from ethnicmer.data.demographics import builtin_table_path
 from ethnicmer.data.summary import summarise
 from ethnicmer.data.synthetic import write_synthetic_study
 from ethnicmer.errors import DataError
-from ethnicmer.pipeline import Stage, input_digest, write_json_atomic
+from ethnicmer.pipeline import Stage, file_digest, input_digest, write_json_atomic
+from ethnicmer.studies.benchmark import run_benchmark
 
 SAMPLES_FILE = "samples.parquet"
 
@@ -94,10 +95,35 @@ DATABASE = Stage(
 )
 
 
+def _samples_file(cfg: StudyConfig) -> Path:
+    return cfg.run_dir / DATABASE.name / SAMPLES_FILE
+
+
+def _benchmark_inputs(cfg: StudyConfig) -> dict[str, Any]:
+    path = _samples_file(cfg)
+    return {"samples": file_digest(path) if path.is_file() else "missing"}
+
+
+def _run_benchmark(cfg: StudyConfig, out_dir: Path) -> list[Path]:
+    return run_benchmark(cfg, load_samples(cfg), out_dir)
+
+
+BENCHMARK = Stage(
+    name="benchmark",
+    inputs=_benchmark_inputs,
+    run=_run_benchmark,
+    config_section=lambda cfg: (
+        json.loads(cfg.stages.benchmark.model_dump_json()) if cfg.stages.benchmark else None
+    ),
+)
+
+
 def planned_stages(cfg: StudyConfig) -> list[Stage]:
     """The stages ``ethnicmer run`` carries out for ``cfg``, in order."""
     stages = [SIMULATE] if cfg.simulate is not None else []
     stages.append(DATABASE)
+    if cfg.stages.benchmark is not None:
+        stages.append(BENCHMARK)
     return stages
 
 
@@ -107,7 +133,7 @@ def load_samples(cfg: StudyConfig) -> pd.DataFrame:
     Raises:
         DataError: the database stage has not run for this study.
     """
-    path = cfg.run_dir / DATABASE.name / SAMPLES_FILE
+    path = _samples_file(cfg)
     if not path.is_file():
         raise DataError(
             f"{path} does not exist; run `ethnicmer db build` (or `ethnicmer run`) first"

@@ -1,0 +1,1 @@
+"""Protocols (LOSO), inputs, training loop, fold runner, executors and metrics."""

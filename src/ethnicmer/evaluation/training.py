@@ -1,0 +1,224 @@
+"""The training loop and the LOSO fold task (paper IV-B).
+
+Paper settings: a fixed number of epochs (15; never chosen on the test subject),
+Adam (lr 1e-3), ExponentialLR (γ 0.9 per epoch), batch 32, cross-entropy losses of
+Eq. 1–4, and evaluation in eval mode (the published code never called
+``model.eval()``). One fold is a pure function of its :class:`FoldTask`, so it
+gives the same predictions in this process, a process pool or a Ray worker.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ethnicmer.config import ModelConfig
+from ethnicmer.models.backbones import create_backbone
+from ethnicmer.models.dual import DualContextNet
+from ethnicmer.progress import progress
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimisation settings of one fold (units: epochs, samples per batch)."""
+
+    epochs: int = 15
+    batch_size: int = 32
+    lr: float = 1e-3
+    gamma: float = 0.9
+    loss_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class FoldTask:
+    """Everything one LOSO fold needs; picklable for process pools and Ray.
+
+    Attributes:
+        model: the model row.
+        settings: optimisation settings.
+        seed: the fold's seed (weight init and batch order).
+        flow_file: ``.npy`` of ``(N, 3, H, W)`` float32 flow images (all samples).
+        context_file: ``.npy`` of the context input, or ``None`` (motion-only).
+        labels: ``(N,)`` int64 emotion labels (all samples).
+        context: ``(N,)`` int64 context labels, or ``None``.
+        train: row positions to train on; test: row positions to predict.
+        keys: ``(len(test), 3)`` dataset, subject, filename of the test rows.
+        test_subject: ``dataset/subject`` held out.
+        run_seed: the benchmark seed this fold belongs to.
+        predictions_file: CSV written last (its presence marks the fold done).
+        checkpoint_file: model state dict, or ``None`` to skip.
+        threads: torch intra-op threads for this fold.
+        n_context: number of context classes.
+        show_epochs: draw a progress bar over epochs.
+    """
+
+    model: ModelConfig
+    settings: TrainSettings
+    seed: int
+    flow_file: str
+    context_file: str | None
+    labels: np.ndarray
+    context: np.ndarray | None
+    train: np.ndarray
+    test: np.ndarray
+    keys: list[tuple[str, str, str]]
+    test_subject: str
+    run_seed: int
+    predictions_file: str
+    checkpoint_file: str | None
+    threads: int
+    n_context: int = 2
+    show_epochs: bool = field(default=False)
+
+
+def build_model(model: ModelConfig, n_context: int) -> DualContextNet:
+    """The network of one benchmark row, with fresh heads (seed torch first).
+
+    Raises:
+        ModelError: a backbone or its weights cannot be had.
+    """
+    emotion = create_backbone(model.emotion_backbone, model.weights)
+    context = None
+    if model.context != "none":
+        context = create_backbone(model.context_backbone, model.context_weights or model.weights)
+    return DualContextNet(emotion, context, n_emotions=3, n_context=n_context, fusion=model.fusion)
+
+
+def _batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """Split a permutation into batches; a last batch of one sample joins the previous one
+    (BatchNorm cannot train on a single sample)."""
+    batches = list(torch.split(order, batch_size))
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        last = batches.pop()
+        batches[-1] = torch.cat([batches[-1], last])
+    return batches
+
+
+def train_model(
+    net: DualContextNet,
+    flow: torch.Tensor,
+    context_input: torch.Tensor | None,
+    labels: torch.Tensor,
+    context: torch.Tensor | None,
+    settings: TrainSettings,
+    seed: int,
+    show_epochs: bool = False,
+) -> list[float]:
+    """Train ``net`` in place for ``settings.epochs`` epochs; return the mean loss per epoch.
+
+    Args:
+        flow: ``(N, 3, H, W)`` float32 training flow images.
+        context_input: ``(N, 3, H', W')`` float32 context inputs, or ``None``.
+        labels: ``(N,)`` int64 emotion labels; context: ``(N,)`` int64 or ``None``.
+        seed: seeds the batch order.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    optimiser = torch.optim.Adam(net.parameters(), lr=settings.lr)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=settings.gamma)
+    losses = []
+    epochs = range(settings.epochs)
+    for _ in progress(epochs, "epochs") if show_epochs else epochs:
+        net.train()
+        total, count = 0.0, 0
+        for batch in _batches(
+            torch.randperm(len(labels), generator=generator), settings.batch_size
+        ):
+            optimiser.zero_grad(set_to_none=True)
+            outputs = net(flow[batch], None if context_input is None else context_input[batch])
+            loss = net.loss(
+                outputs,
+                labels[batch],
+                None if context is None else context[batch],
+                settings.loss_weights,
+            )
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach()) * len(batch)
+            count += len(batch)
+        scheduler.step()
+        losses.append(total / count)
+    return losses
+
+
+@torch.no_grad()
+def predict(
+    net: DualContextNet,
+    flow: torch.Tensor,
+    context_input: torch.Tensor | None,
+    batch_size: int = 256,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Emotion logits ``(N, 3)`` (fusion head for dual models) and context logits, in eval mode."""
+    net.eval()
+    emotion, context = [], []
+    for start in range(0, len(flow), batch_size):
+        part = slice(start, start + batch_size)
+        outputs = net(flow[part], None if context_input is None else context_input[part])
+        emotion.append(net.prediction_logits(outputs))
+        if "context" in outputs:
+            context.append(outputs["context"])
+    return torch.cat(emotion).numpy(), (torch.cat(context).numpy() if context else None)
+
+
+def run_fold(task: FoldTask) -> dict[str, float | str]:
+    """Train on the fold's training rows, predict its test rows, write the files.
+
+    Writes the checkpoint (if requested), then the predictions CSV through a
+    temporary file (its presence marks the fold done). Columns: ``dataset, subject,
+    filename, seed, fold, y_true, y_pred, logit_0..logit_2`` and, for dual models,
+    ``context_true, context_pred``.
+
+    Returns:
+        ``{"fold", "seconds", "final_loss"}``.
+    """
+    clock = time.perf_counter()
+    torch.set_num_threads(task.threads)
+    torch.manual_seed(task.seed)
+    flow_all = np.load(task.flow_file, mmap_mode="r")
+    flow = torch.from_numpy(np.ascontiguousarray(flow_all[task.train]))
+    test_flow = torch.from_numpy(np.ascontiguousarray(flow_all[task.test]))
+    context_input = test_context_input = None
+    if task.context_file is not None:
+        ctx_all = np.load(task.context_file, mmap_mode="r")
+        context_input = torch.from_numpy(np.ascontiguousarray(ctx_all[task.train]))
+        test_context_input = torch.from_numpy(np.ascontiguousarray(ctx_all[task.test]))
+    labels = torch.from_numpy(task.labels[task.train])
+    context = None if task.context is None else torch.from_numpy(task.context[task.train])
+
+    net = build_model(task.model, task.n_context)
+    losses = train_model(
+        net, flow, context_input, labels, context, task.settings, task.seed, task.show_epochs
+    )
+    logits, context_logits = predict(net, test_flow, test_context_input)
+
+    if task.checkpoint_file is not None:
+        Path(task.checkpoint_file).parent.mkdir(parents=True, exist_ok=True)
+        tmp = task.checkpoint_file + ".tmp"
+        torch.save(net.state_dict(), tmp)
+        os.replace(tmp, task.checkpoint_file)
+    frame = pd.DataFrame(task.keys, columns=["dataset", "subject", "filename"])
+    frame["seed"] = task.run_seed
+    frame["fold"] = task.test_subject
+    frame["y_true"] = task.labels[task.test]
+    frame["y_pred"] = logits.argmax(axis=1)
+    for k in range(logits.shape[1]):
+        frame[f"logit_{k}"] = logits[:, k]
+    if context_logits is not None and task.context is not None:
+        frame["context_true"] = task.context[task.test]
+        frame["context_pred"] = context_logits.argmax(axis=1)
+    frame["seconds"] = round(time.perf_counter() - clock, 3)
+    path = Path(task.predictions_file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_csv = path.with_suffix(".tmp")
+    frame.to_csv(tmp_csv, index=False)
+    os.replace(tmp_csv, path)
+    return {
+        "fold": task.test_subject,
+        "seconds": time.perf_counter() - clock,
+        "final_loss": losses[-1],
+    }

@@ -1,0 +1,45 @@
+"""Writing result tables as CSV, Markdown and LaTeX, and confusion-matrix figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn.metrics import ConfusionMatrixDisplay
+
+
+def write_table(frame: pd.DataFrame, stem: Path, caption: str, floatfmt: str = ".4f") -> list[Path]:
+    """Write ``stem.csv``, ``stem.md`` and ``stem.tex``; return the three paths."""
+    csv, md, tex = stem.with_suffix(".csv"), stem.with_suffix(".md"), stem.with_suffix(".tex")
+    frame.to_csv(csv, index=False)
+    md.write_text(f"**{caption}**\n\n" + frame.to_markdown(index=False, floatfmt=floatfmt) + "\n")
+    numeric = {
+        c: (lambda v: f"{v:{floatfmt}}") for c in frame.columns if frame[c].dtype.kind == "f"
+    }
+    tex.write_text(frame.to_latex(index=False, caption=caption, formatters=numeric, na_rep="--"))
+    return [csv, md, tex]
+
+
+def confusion_figure(
+    y_true: np.ndarray, y_pred: np.ndarray, classes: list[str], title: str, path: Path
+) -> Path:
+    """A confusion-matrix PNG (rows: ground truth, columns: prediction; counts)."""
+    fig, ax = plt.subplots(figsize=(4.2, 3.8), dpi=120)
+    ConfusionMatrixDisplay.from_predictions(
+        y_true,
+        y_pred,
+        labels=list(range(len(classes))),
+        display_labels=classes,
+        ax=ax,
+        colorbar=False,
+    )
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,1 @@
+"""Studies: each a function from a config to result tables."""

@@ -1,0 +1,405 @@
+"""The LOSO benchmark (paper IV-B, Table V): emotion-only vs dual-context models.
+
+For every model row and seed, each LOSO fold trains a fresh network on all other
+subjects for a fixed number of epochs and predicts the held-out subject in eval
+mode. Fold predictions are files (``models/<row>/seed-<s>/folds/<subject>.csv``),
+so a killed run resumes at the first unfinished fold and reaches the same numbers.
+
+Outputs under ``runs/<study>/benchmark/``: ``table5.{csv,md,tex}`` (per-class F1,
+macro-F1 with a 95 % CI over subjects, UF1, UAR, MF1 per ethnicity group and per
+dataset, seed spread, compute time), ``groups.{csv,md,tex}`` (the dataset ×
+ethnicity cells with class counts), ``comparisons.{csv,md,tex}`` (paired tests),
+``predictions.csv`` (every sample, seed and row, with logits),
+``confusion_<row>.png`` and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ethnicmer import __version__
+from ethnicmer.config import BenchmarkConfig, ModelConfig, StudyConfig
+from ethnicmer.data.emotions import EMOTION_CLASSES
+from ethnicmer.evaluation.executors import default_threads, execute
+from ethnicmer.evaluation.inputs import load_inputs
+from ethnicmer.evaluation.metrics import bootstrap_ci, classification_scores, macro_f1, paired_test
+from ethnicmer.evaluation.protocols import Fold, context_labels, fold_seed, loso_folds, subject_ids
+from ethnicmer.evaluation.training import FoldTask, TrainSettings
+from ethnicmer.pipeline import write_json_atomic
+from ethnicmer.progress import log
+from ethnicmer.report.tables import confusion_figure, write_table
+
+MIN_CLASS_COUNT = 5
+"""A group with a class of fewer samples is marked; its macro-F1 is not compared."""
+
+
+def _settings(bench: BenchmarkConfig, model: ModelConfig) -> TrainSettings:
+    return TrainSettings(
+        bench.epochs, bench.batch_size, bench.lr, bench.gamma, tuple(model.loss_weights)
+    )
+
+
+def _samples_digest(samples: pd.DataFrame) -> str:
+    text = (
+        samples[["dataset", "subject", "filename", "label_id", "ethnicity"]]
+        .astype(str)
+        .to_csv(index=False)
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _model_dir(out_dir: Path, model: ModelConfig, seed: int) -> Path:
+    return out_dir / "models" / model.name / f"seed-{seed}"
+
+
+def _prepare_dir(model_dir: Path, spec: dict[str, Any]) -> None:
+    """Keep finished folds only if they were made with exactly this spec."""
+    spec_file = model_dir / "spec.json"
+    if spec_file.is_file():
+        try:
+            same = json.loads(spec_file.read_text()) == spec
+        except json.JSONDecodeError:
+            same = False
+        if not same:
+            shutil.rmtree(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(spec_file, spec, sort_keys=True)
+
+
+def plan_tasks(
+    cfg: StudyConfig, samples: pd.DataFrame, folds: list[Fold], out_dir: Path
+) -> list[FoldTask]:
+    """Every (row, seed, fold) whose predictions file does not exist yet."""
+    bench = cfg.stages.benchmark
+    assert bench is not None
+    inputs_dir = cfg.run_dir / "inputs"
+    labels = samples["label_id"].to_numpy(dtype=np.int64)
+    keys = list(zip(samples["dataset"], samples["subject"], samples["filename"], strict=True))
+    threads = default_threads(bench.executor)
+    show_epochs = bench.executor.kind == "inline"
+    tasks = []
+    for model in bench.models:
+        size = model.input_size or bench.input_size
+        load_inputs(samples, "flow", size, inputs_dir)
+        flow_file = str(inputs_dir / f"flow_{size}.npy")
+        context_file = None
+        if model.context != "none":
+            if model.context_input == "flow":
+                context_file = flow_file
+            else:
+                rgb = model.rgb_size or bench.rgb_size
+                load_inputs(samples, "apex_rgb", rgb, inputs_dir)
+                context_file = str(inputs_dir / f"apex_rgb_{rgb}.npy")
+        for seed in bench.seeds or [cfg.seed]:
+            context, classes = (None, [])
+            if model.context != "none":
+                context, classes = context_labels(samples, model.context, seed)
+            model_dir = _model_dir(out_dir, model, seed)
+            spec = {
+                "model": json.loads(model.model_dump_json()),
+                "settings": _settings(bench, model).__dict__,
+                "input_size": size,
+                "rgb_size": model.rgb_size or bench.rgb_size,
+                "samples": _samples_digest(samples),
+                "context_classes": classes,
+                "threads": threads,
+                "seed": seed,
+                "ethnicmer": __version__,
+            }
+            _prepare_dir(model_dir, json.loads(json.dumps(spec)))
+            for fold in folds:
+                predictions = model_dir / "folds" / f"{fold.slug}.csv"
+                if predictions.is_file():
+                    continue
+                tasks.append(
+                    FoldTask(
+                        model=model,
+                        settings=_settings(bench, model),
+                        seed=fold_seed(seed, fold.test_subject, model.name),
+                        flow_file=flow_file,
+                        context_file=context_file,
+                        labels=labels,
+                        context=context,
+                        train=fold.train,
+                        test=fold.test,
+                        keys=[keys[i] for i in fold.test],
+                        test_subject=fold.test_subject,
+                        run_seed=seed,
+                        predictions_file=str(predictions),
+                        checkpoint_file=(
+                            str(model_dir / "checkpoints" / f"{fold.slug}.pt")
+                            if bench.save_checkpoints
+                            else None
+                        ),
+                        threads=threads,
+                        n_context=max(len(classes), 2),
+                        show_epochs=show_epochs,
+                    )
+                )
+    return tasks
+
+
+def collect_predictions(cfg: StudyConfig, folds: list[Fold], out_dir: Path) -> pd.DataFrame:
+    """All fold predictions of all rows and seeds, with a ``model`` column.
+
+    Raises:
+        RuntimeError: a fold's predictions are missing (the run did not finish).
+    """
+    bench = cfg.stages.benchmark
+    assert bench is not None
+    frames = []
+    for model in bench.models:
+        for seed in bench.seeds or [cfg.seed]:
+            for fold in folds:
+                path = _model_dir(out_dir, model, seed) / "folds" / f"{fold.slug}.csv"
+                if not path.is_file():
+                    raise RuntimeError(f"fold predictions missing: {path}")
+                frames.append(pd.read_csv(path, dtype={"subject": str}).assign(model=model.name))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _pred_matrix(predictions: pd.DataFrame, model: str, samples: pd.DataFrame) -> np.ndarray:
+    """``(S, N)`` predictions of ``model`` aligned to ``samples`` rows, one row per seed."""
+    rows = []
+    index = pd.MultiIndex.from_frame(samples[["dataset", "subject", "filename"]])
+    for _, part in predictions[predictions["model"] == model].groupby("seed", sort=True):
+        aligned = part.set_index(["dataset", "subject", "filename"])["y_pred"].reindex(index)
+        rows.append(aligned.to_numpy())
+    return np.stack(rows).astype(np.int64)
+
+
+def _group_rows(samples: pd.DataFrame, preds: np.ndarray, model: str) -> list[dict[str, Any]]:
+    y = samples["label_id"].to_numpy()
+    out = []
+    groupings = {
+        "ethnicity": samples["ethnicity"],
+        "dataset": samples["dataset"],
+        "dataset x ethnicity": samples["dataset"] + " / " + samples["ethnicity"],
+    }
+    for grouping, values in groupings.items():
+        for group in sorted(values.unique()):
+            rows = np.flatnonzero((values == group).to_numpy())
+            counts = np.bincount(y[rows], minlength=len(EMOTION_CLASSES))
+            per_seed = [
+                classification_scores(y[rows], p[rows], list(EMOTION_CLASSES)) for p in preds
+            ]
+            small = [
+                EMOTION_CLASSES[k]
+                for k in range(len(EMOTION_CLASSES))
+                if counts[k] < MIN_CLASS_COUNT
+            ]
+            record = {
+                "model": model,
+                "grouping": grouping,
+                "group": group,
+                "subjects": int(
+                    samples.iloc[rows][["dataset", "subject"]].drop_duplicates().shape[0]
+                ),
+                "samples": len(rows),
+                **{f"n_{c}": int(counts[k]) for k, c in enumerate(EMOTION_CLASSES)},
+                "macro_f1": float(np.mean([s["macro_f1"] for s in per_seed])),
+                "uar": float(np.mean([s["uar"] for s in per_seed])),
+                "accuracy": float(np.mean([s["accuracy"] for s in per_seed])),
+                **{
+                    f"recall_{c}": float(
+                        np.mean([np.mean(p[rows][y[rows] == k] == k) for p in preds])
+                    )
+                    if counts[k]
+                    else float("nan")
+                    for k, c in enumerate(EMOTION_CLASSES)
+                },
+                "comparable": not small,
+                "note": (
+                    f"fewer than {MIN_CLASS_COUNT} samples of {', '.join(small)}: "
+                    "macro-F1 not comparable"
+                )
+                if small
+                else "",
+            }
+            out.append(record)
+    return out
+
+
+def summarise_benchmark(
+    cfg: StudyConfig, samples: pd.DataFrame, predictions: pd.DataFrame, out_dir: Path
+) -> list[Path]:
+    """Write Table V, group tables, paired comparisons, confusion figures, summary.json."""
+    bench = cfg.stages.benchmark
+    assert bench is not None
+    scored = samples[
+        samples.set_index(["dataset", "subject", "filename"]).index.isin(
+            predictions.set_index(["dataset", "subject", "filename"]).index
+        )
+    ].reset_index(drop=True)
+    y = scored["label_id"].to_numpy()
+    subjects = subject_ids(scored)
+    classes = list(EMOTION_CLASSES)
+    written: list[Path] = []
+    table_rows, group_rows, matrices = [], [], {}
+    for model in bench.models:
+        preds = _pred_matrix(predictions, model.name, scored)
+        matrices[model.name] = preds
+        per_seed = [classification_scores(y, p, classes) for p in preds]
+        seed_mf1 = [s["macro_f1"] for s in per_seed]
+        low, high = bootstrap_ci(y, preds, subjects, len(classes), bench.bootstrap, cfg.seed)
+        groups = _group_rows(scored, preds, model.name)
+        group_rows += groups
+        by = {(g["grouping"], g["group"]): g for g in groups}
+        eth = {g["group"]: g["macro_f1"] for g in groups if g["grouping"] == "ethnicity"}
+        seconds = (
+            predictions.loc[predictions["model"] == model.name]
+            .groupby(["seed", "fold"])["seconds"]
+            .first()
+        )
+        row = {
+            "model": model.name,
+            "context": model.context,
+            "context_input": model.context_input if model.context != "none" else "",
+            "backbones": model.emotion_backbone
+            + ("" if model.context == "none" else f" + {model.context_backbone}"),
+            **{f"f1_{c}": float(np.mean([s[f"f1_{c}"] for s in per_seed])) for c in classes},
+            "macro_f1": float(np.mean(seed_mf1)),
+            "mf1_ci_low": low,
+            "mf1_ci_high": high,
+            "uf1": float(np.mean([s["uf1"] for s in per_seed])),
+            "uar": float(np.mean([s["uar"] for s in per_seed])),
+            **{f"mf1_{g}": v for g, v in sorted(eth.items())},
+            **{
+                f"mf1_{d}": by[("dataset", d)]["macro_f1"]
+                for d in sorted(scored["dataset"].unique())
+            },
+            "seeds": len(preds),
+            "seed_mf1_min": float(np.min(seed_mf1)),
+            "seed_mf1_max": float(np.max(seed_mf1)),
+            "compute_seconds": float(seconds.sum()),
+        }
+        if len(eth) == 2:
+            (g1, v1), (g2, v2) = sorted(eth.items())
+            row[f"gap_{g1}_minus_{g2}"] = v1 - v2
+        table_rows.append(row)
+        pooled_true = np.tile(y, len(preds))
+        written.append(
+            confusion_figure(
+                pooled_true,
+                preds.reshape(-1),
+                classes,
+                f"{model.name} (LOSO, {len(preds)} seed(s))",
+                out_dir / f"confusion_{model.name}.png",
+            )
+        )
+    table = pd.DataFrame(table_rows)
+    written += write_table(
+        table, out_dir / "table5", "LOSO benchmark (paper Table V): concatenated predictions"
+    )
+    groups = pd.DataFrame(group_rows)
+    written += write_table(
+        groups,
+        out_dir / "groups",
+        "Macro-F1 per ethnicity group, dataset and dataset x ethnicity cell",
+    )
+
+    pairs = bench.compare
+    if pairs is None:
+        first = bench.models[0].name
+        pairs = [(m.name, first) for m in bench.models[1:]]
+    comparisons = []
+    for a, b in pairs:
+        result = paired_test(
+            y, matrices[a], matrices[b], subjects, len(classes), bench.bootstrap, cfg.seed
+        )
+        seed_note = (
+            "single seed: seed-to-seed noise not measured; do not credit the difference"
+            if result.n_seeds < 2
+            else ""
+        )
+        comparisons.append(
+            {
+                "a": a,
+                "b": b,
+                "mf1_a": result.mf1_a,
+                "mf1_b": result.mf1_b,
+                "difference": result.difference,
+                "ci_low": result.ci_low,
+                "ci_high": result.ci_high,
+                "p_permutation": result.p_value,
+                "seeds": result.n_seeds,
+                "note": seed_note,
+            }
+        )
+    comparison_frame = pd.DataFrame(
+        comparisons,
+        columns=[
+            "a",
+            "b",
+            "mf1_a",
+            "mf1_b",
+            "difference",
+            "ci_low",
+            "ci_high",
+            "p_permutation",
+            "seeds",
+            "note",
+        ],
+    )
+    written += write_table(
+        comparison_frame,
+        out_dir / "comparisons",
+        "Paired comparisons (A - B), bootstrap and permutation over subjects",
+    )
+    all_predictions = out_dir / "predictions.csv"
+    predictions.to_csv(all_predictions, index=False)
+    written.append(all_predictions)
+    summary = out_dir / "summary.json"
+    write_json_atomic(
+        summary,
+        {
+            "folds": int(predictions["fold"].nunique()),
+            "samples_scored": len(scored),
+            "full_loso": int(predictions["fold"].nunique()) == len(set(subject_ids(samples))),
+            "table5": table.to_dict(orient="records"),
+            "comparisons": comparison_frame.to_dict(orient="records"),
+        },
+    )
+    written.append(summary)
+    # sanity: the headline macro-F1 equals the fast-path value
+    for model in bench.models:
+        preds = matrices[model.name]
+        assert (
+            abs(
+                np.mean([macro_f1(y, p, 3) for p in preds])
+                - table.set_index("model").loc[model.name, "macro_f1"]
+            )
+            < 1e-9
+        )
+    return written
+
+
+def run_benchmark(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Run (or resume) every fold of every row and seed, then write the result tables.
+
+    Args:
+        cfg: a study config with ``stages.benchmark``.
+        samples: the samples table from the database stage.
+        out_dir: ``runs/<study>/benchmark``.
+
+    Returns:
+        The result files written.
+    """
+    bench = cfg.stages.benchmark
+    assert bench is not None
+    samples = samples.sort_values(["dataset", "subject", "filename"]).reset_index(drop=True)
+    folds = loso_folds(samples, bench.test_subjects, bench.max_folds)
+    tasks = plan_tasks(cfg, samples, folds, out_dir)
+    total = len(folds) * len(bench.models) * len(bench.seeds or [cfg.seed])
+    done = total - len(tasks)
+    log(f"benchmark: {done} of {total} folds done, {len(tasks)} to run ({bench.executor.kind})")
+    execute(tasks, bench.executor, label="benchmark folds")
+    predictions = collect_predictions(cfg, folds, out_dir)
+    return summarise_benchmark(cfg, samples, predictions, out_dir)

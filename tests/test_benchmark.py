@@ -1,0 +1,204 @@
+"""The LOSO benchmark: resumable folds, executor equivalence, result tables."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import ethnicmer.evaluation.executors as executors
+from ethnicmer.cli import app
+from ethnicmer.config import load_config
+from ethnicmer.pipeline import run_stage
+from ethnicmer.stages import BENCHMARK, DATABASE
+from tests.conftest import tiny_benchmark_config
+
+runner = CliRunner()
+MOTION = {"name": "motion"}
+DUAL = {"name": "dual", "context": "ethnicity", "context_input": "apex_rgb"}
+
+
+def _predictions(run_dir: Path) -> pd.DataFrame:
+    frame = pd.read_csv(run_dir / "benchmark" / "predictions.csv", dtype={"subject": str})
+    return (
+        frame.drop(columns=["seconds"])
+        .sort_values(["model", "seed", "dataset", "subject", "filename"])
+        .reset_index(drop=True)
+    )
+
+
+def _run(path: Path):
+    cfg = load_config(path)
+    run_stage(DATABASE, cfg)
+    run_stage(BENCHMARK, cfg)
+    return cfg
+
+
+def test_tiny_benchmark_tables(tiny_megc: Path, tmp_path: Path):
+    cfg = _run(tiny_benchmark_config(tmp_path, tiny_megc, [MOTION, DUAL], seeds=[0, 1]))
+    out = cfg.run_dir / "benchmark"
+    table = pd.read_csv(out / "table5.csv")
+    assert table["model"].tolist() == ["motion", "dual"]
+    assert {
+        "f1_Negative",
+        "f1_Positive",
+        "f1_Surprise",
+        "macro_f1",
+        "mf1_ci_low",
+        "uf1",
+        "uar",
+        "mf1_Asian",
+        "mf1_Non-Asian",
+        "gap_Asian_minus_Non-Asian",
+    } <= set(table.columns)
+    assert (table["seeds"] == 2).all()
+    predictions = _predictions(cfg.run_dir)
+    assert len(predictions) == 2 * 2 * 24  # rows x seeds x samples
+    assert set(predictions.columns) >= {
+        "y_true",
+        "y_pred",
+        "logit_0",
+        "logit_2",
+        "context_true",
+        "context_pred",
+    }
+    comparisons = pd.read_csv(out / "comparisons.csv")
+    assert comparisons[["a", "b", "seeds"]].values.tolist() == [["dual", "motion", 2]]
+    groups = pd.read_csv(out / "groups.csv")
+    cell = groups[(groups["model"] == "motion") & (groups["group"] == "samm / Asian")].iloc[0]
+    assert not cell["comparable"] and "fewer than 5" in cell["note"]
+    assert (out / "confusion_dual.png").stat().st_size > 1000
+    assert (out / "table5.tex").read_text().startswith("\\begin{table}")
+    checkpoints = list((out / "models" / "dual" / "seed-0" / "checkpoints").glob("*.pt"))
+    assert len(checkpoints) == 6
+
+
+def test_killed_run_resumes_and_matches(
+    tiny_megc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    reference = _run(tiny_benchmark_config(tmp_path / "a", tiny_megc, [MOTION, DUAL]))
+    path = tiny_benchmark_config(tmp_path / "b", tiny_megc, [MOTION, DUAL])
+    calls = []
+    real = executors.run_fold
+
+    def dies_on_the_fourth(task):
+        calls.append(task.test_subject)
+        if len(calls) == 4:
+            raise KeyboardInterrupt("killed")
+        return real(task)
+
+    monkeypatch.setattr(executors, "run_fold", dies_on_the_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        _run(path)
+    monkeypatch.setattr(executors, "run_fold", real)
+    cfg = load_config(path)
+    folds_dir = cfg.run_dir / "benchmark" / "models" / "motion" / "seed-0" / "folds"
+    assert len(list(folds_dir.glob("*.csv"))) == 3
+    resumed = []
+    monkeypatch.setattr(
+        executors, "run_fold", lambda task: resumed.append(task.test_subject) or real(task)
+    )
+    _run(path)
+    assert len(resumed) == 12 - 3  # only unfinished folds ran
+    pd.testing.assert_frame_equal(_predictions(reference.run_dir), _predictions(cfg.run_dir))
+
+
+@pytest.mark.parametrize("kind", ["process", "ray"])
+def test_executors_give_identical_predictions(kind, tiny_megc: Path, tmp_path: Path):
+    models = (
+        [MOTION] if kind == "ray" else [MOTION, DUAL]
+    )  # Ray workers start slowly: keep it small
+    inline = _run(tiny_benchmark_config(tmp_path / "inline", tiny_megc, models, max_folds=2))
+    other = _run(
+        tiny_benchmark_config(
+            tmp_path / kind,
+            tiny_megc,
+            models,
+            max_folds=2,
+            executor={"kind": kind, "workers": 2, "threads_per_fold": 1},
+        )
+    )
+    pd.testing.assert_frame_equal(_predictions(inline.run_dir), _predictions(other.run_dir))
+
+
+def test_changed_model_settings_restart_that_row(tiny_megc: Path, tmp_path: Path):
+    cfg = _run(tiny_benchmark_config(tmp_path, tiny_megc, [MOTION], max_folds=2))
+    marker = (
+        cfg.run_dir / "benchmark" / "models" / "motion" / "seed-0" / "folds" / "casme2_sub01.csv"
+    )
+    before = marker.stat().st_mtime_ns
+    _run(
+        tiny_benchmark_config(
+            tmp_path, tiny_megc, [{"name": "motion", "loss_weights": [2, 1, 1]}], max_folds=2
+        )
+    )
+    assert marker.stat().st_mtime_ns != before
+
+
+def test_benchmark_cli_json(tiny_megc: Path, tmp_path: Path):
+    path = tiny_benchmark_config(tmp_path, tiny_megc, [MOTION], max_folds=1)
+    result = runner.invoke(app, ["benchmark", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["folds"] == 1 and payload["full_loso"] is False
+    assert payload["table5"][0]["model"] == "motion"
+
+
+def test_benchmark_without_flow_images_names_the_sample(synthetic_root: Path, tmp_path: Path):
+    from tests.conftest import synthetic_data_section, write_config
+
+    path = write_config(
+        tmp_path,
+        {
+            "study": "s",
+            "data": synthetic_data_section(synthetic_root),
+            "stages": {"benchmark": {"models": [MOTION]}},
+        },
+    )
+    result = runner.invoke(app, ["benchmark", str(path)])
+    assert result.exit_code == 2
+    assert "have no flow input, e.g. casme2/sub01/" in result.stderr
+
+
+# ---------------------------------------------------------------- real data
+
+
+def test_real_data_smoke_every_table5_row(
+    real_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Every Table V row of configs/megc2019-flow.yaml on 2 real LOSO folds, 1 epoch, 32 px."""
+    import yaml
+
+    shipped = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "configs" / "megc2019-flow.yaml").read_text()
+    )
+    shipped["runs_dir"] = str(tmp_path / "runs")
+    shipped["stages"]["benchmark"].update(
+        {
+            "epochs": 1,
+            "input_size": 32,
+            "rgb_size": 32,
+            "max_folds": 2,
+            "bootstrap": 20,
+            "save_checkpoints": False,
+        }
+    )
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(shipped))
+    cfg = _run(path)
+    table = pd.read_csv(cfg.run_dir / "benchmark" / "table5.csv")
+    assert table["model"].tolist() == [
+        "resnet18-motion",
+        "resnet18-dual-flow",
+        "resnet18-dual-rgb",
+        "resnet18-tinyvit-rgb",
+    ]
+    assert table["macro_f1"].between(0, 1).all()
+    predictions = _predictions(cfg.run_dir)
+    assert set(predictions["fold"]) == {"casme2/sub01", "casme2/sub02"}
+    samples = pd.read_parquet(cfg.run_dir / "database" / "samples.parquet")
+    held_out = samples[
+        (samples["dataset"] == "casme2") & samples["subject"].isin(["sub01", "sub02"])
+    ]
+    assert len(predictions) == 4 * len(held_out) == 4 * (3 + 9)

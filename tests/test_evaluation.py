@@ -1,0 +1,120 @@
+"""LOSO protocol, metrics and their uncertainty."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score, recall_score
+
+from ethnicmer.data.composite import build_composite
+from ethnicmer.errors import ConfigError
+from ethnicmer.evaluation.metrics import bootstrap_ci, classification_scores, macro_f1, paired_test
+from ethnicmer.evaluation.protocols import context_labels, fold_seed, loso_folds, subject_ids
+from ethnicmer.evaluation.training import _batches
+
+CLASSES = ["Negative", "Positive", "Surprise"]
+
+
+@pytest.fixture
+def tiny_samples(tiny_megc: Path, make_config):
+    return build_composite(
+        make_config({"sources": [{"kind": "megc2019_flow", "root": str(tiny_megc)}]}).data
+    ).samples
+
+
+def test_loso_holds_out_each_subject_once(tiny_samples):
+    folds = loso_folds(tiny_samples)
+    groups = subject_ids(tiny_samples)
+    assert [f.test_subject for f in folds] == sorted(set(groups))
+    for fold in folds:
+        assert set(groups[fold.test]) == {fold.test_subject}
+        assert fold.test_subject not in set(groups[fold.train])
+        assert len(fold.train) + len(fold.test) == len(tiny_samples)
+    # samm/006 and casme2/sub01... are different subjects even where numbers repeat
+    assert "samm/006" in {f.test_subject for f in folds}
+
+
+def test_loso_subsets(tiny_samples):
+    assert [f.test_subject for f in loso_folds(tiny_samples, max_folds=2)] == [
+        "casme2/sub01",
+        "casme2/sub02",
+    ]
+    assert [f.slug for f in loso_folds(tiny_samples, test_subjects=["samm/012"])] == ["samm_012"]
+    with pytest.raises(ConfigError, match="samm/099"):
+        loso_folds(tiny_samples, test_subjects=["samm/099"])
+
+
+def test_context_labels(tiny_samples):
+    labels, classes = context_labels(tiny_samples, "ethnicity", 0)
+    assert classes == ["Asian", "Non-Asian"]
+    assert (np.array(classes)[labels] == tiny_samples["ethnicity"].to_numpy()).all()
+    _, dataset_classes = context_labels(tiny_samples, "dataset", 0)
+    assert dataset_classes == ["casme2", "samm"]
+    permuted, _ = context_labels(tiny_samples, "permuted_ethnicity", 3)
+    again, _ = context_labels(tiny_samples, "permuted_ethnicity", 3)
+    assert (permuted == again).all()  # seeded
+    # keeps each dataset's group sizes (per subject); constant within a subject
+    frame = tiny_samples.assign(p=permuted)
+    assert (frame.groupby(["dataset", "subject"])["p"].nunique() == 1).all()
+    per_subject = frame.drop_duplicates(["dataset", "subject"])
+    original = per_subject.groupby("dataset")["ethnicity"].apply(lambda s: sorted(s == "Non-Asian"))
+    shuffled = per_subject.groupby("dataset")["p"].apply(lambda s: sorted(s == 1))
+    assert original.to_dict() == shuffled.to_dict()
+
+
+def test_fold_seed_is_stable():
+    assert fold_seed(0, "casme2/sub01", "m") == fold_seed(0, "casme2/sub01", "m")
+    assert fold_seed(0, "casme2/sub01", "m") != fold_seed(1, "casme2/sub01", "m")
+
+
+def test_batches_never_leave_a_single_sample():
+    import torch
+
+    sizes = [len(b) for b in _batches(torch.arange(65), 32)]
+    assert sizes == [32, 33]
+    assert [len(b) for b in _batches(torch.arange(64), 32)] == [32, 32]
+
+
+def test_scores_match_sklearn():
+    rng = np.random.default_rng(0)
+    y, p = rng.integers(0, 3, 200), rng.integers(0, 3, 200)
+    scores = classification_scores(y, p, CLASSES)
+    assert scores["macro_f1"] == pytest.approx(f1_score(y, p, average="macro"))
+    assert scores["uar"] == pytest.approx(recall_score(y, p, average="macro"))
+    assert scores["f1_Positive"] == pytest.approx(f1_score(y, p, average=None)[1])
+    assert macro_f1(y, p, 3) == pytest.approx(scores["macro_f1"])
+
+
+def test_absent_class_is_not_scored():
+    y = np.array([0, 0, 1, 1])
+    p = np.array([0, 2, 1, 1])
+    scores = classification_scores(y, p, CLASSES)
+    assert np.isnan(scores["f1_Surprise"])
+    assert scores["classes_scored"] == "Negative+Positive"
+    assert scores["macro_f1"] == pytest.approx((2 / 3 + 1.0) / 2)
+
+
+def test_bootstrap_ci_brackets_the_estimate():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 300)
+    p = np.where(rng.random(300) < 0.7, y, rng.integers(0, 3, 300))
+    subjects = np.repeat(np.arange(30), 10).astype(str)
+    low, high = bootstrap_ci(y, p[None], subjects, 3, 300, seed=0)
+    assert low < macro_f1(y, p, 3) < high
+    assert high - low < 0.3
+
+
+def test_paired_test():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 3, 400)
+    subjects = np.repeat(np.arange(40), 10).astype(str)
+    good = np.where(rng.random(400) < 0.9, y, rng.integers(0, 3, 400))
+    bad = np.where(rng.random(400) < 0.3, y, rng.integers(0, 3, 400))
+    same = paired_test(y, good[None], good[None], subjects, 3, 200, seed=0)
+    assert same.difference == 0 and same.p_value == 1.0
+    clear = paired_test(y, good[None], bad[None], subjects, 3, 200, seed=0)
+    assert clear.difference > 0.3 and clear.ci_low > 0 and clear.p_value < 0.01
+    two_seeds = paired_test(
+        y, np.stack([good, good]), np.stack([bad, good]), subjects, 3, 100, seed=0
+    )
+    assert two_seeds.n_seeds == 2 and two_seeds.difference == pytest.approx(clear.difference / 2)
