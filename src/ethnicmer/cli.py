@@ -22,7 +22,7 @@ from ethnicmer.config import StudyConfig, load_config
 from ethnicmer.errors import ConfigError, EthnicmerError
 from ethnicmer.pipeline import StageResult, run_stage
 from ethnicmer.progress import log
-from ethnicmer.stages import BENCHMARK, DATABASE, SIMULATE, planned_stages
+from ethnicmer.stages import BENCHMARK, DATABASE, FLOW, SIMULATE, planned_stages
 
 app = typer.Typer(
     help="Micro-expression recognition studies that take ethnicity seriously.", no_args_is_help=True
@@ -37,7 +37,7 @@ ConfigArg = Annotated[Path, typer.Argument(help="study config YAML", show_defaul
 JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON on stdout")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="re-run stages even when up to date")]
 
-_out = Console()
+_out = Console(width=None if sys.stdout.isatty() else 160)
 
 
 def _fail(exc: EthnicmerError) -> None:
@@ -81,8 +81,10 @@ def run(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = False) -
             )
         )
     else:
-        _out.print(f"study {cfg.study}: outputs under {cfg.run_dir}")
         _print_summary(cfg)
+        if cfg.stages.benchmark is not None:
+            _print_benchmark(cfg)
+        _out.print(f"study {cfg.study}: outputs under {cfg.run_dir}")
 
 
 def demo_config_path() -> Path:
@@ -152,9 +154,97 @@ def benchmark(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = Fa
     if json_out:
         print(json.dumps({"stage": _result_record(result), **summary}, indent=2))
     else:
-        _out.print((cfg.run_dir / BENCHMARK.name / "table5.md").read_text())
-        _out.print((cfg.run_dir / BENCHMARK.name / "comparisons.md").read_text())
+        _print_benchmark(cfg)
         _out.print(f"outputs under {cfg.run_dir / BENCHMARK.name}")
+
+
+def _print_benchmark(cfg: StudyConfig) -> None:
+    summary = json.loads((cfg.run_dir / BENCHMARK.name / "summary.json").read_text())
+    scope = (
+        "full LOSO" if summary["full_loso"] else f"{summary['folds']} LOSO folds, not a full LOSO"
+    )
+    title = f"Benchmark (Table V): {scope}, {summary['samples_scored']} samples"
+    table = Table(title=title, title_justify="left")
+    rows = summary["table5"]
+    groups = [k for k in rows[0] if k in ("mf1_Asian", "mf1_Non-Asian")]
+    headers = ["model", "Negative", "Positive", "Surprise", "MF1 [95% CI]", "UAR"]
+    headers += [g.replace("mf1_", "MF1 ") for g in groups] + ["seeds"]
+    for header in headers:
+        table.add_column(header, justify="left" if header == "model" else "right")
+    for row in rows:
+        cells = [row["model"]] + [
+            f"{row[f'f1_{c}']:.3f}" for c in ("Negative", "Positive", "Surprise")
+        ]
+        cells.append(f"{row['macro_f1']:.3f} [{row['mf1_ci_low']:.3f}, {row['mf1_ci_high']:.3f}]")
+        cells += [f"{row['uar']:.3f}"] + [f"{row[g]:.3f}" for g in groups] + [str(row["seeds"])]
+        table.add_row(*cells)
+    _out.print(table)
+    for comparison in summary["comparisons"]:
+        _out.print(
+            f"{comparison['a']} − {comparison['b']}: ΔMF1 {comparison['difference']:+.4f} "
+            f"[{comparison['ci_low']:+.4f}, {comparison['ci_high']:+.4f}], permutation p = "
+            f"{comparison['p_permutation']:.3f} ({comparison['seeds']} seed(s)) "
+            f"{comparison['note']}"
+        )
+
+
+@app.command()
+def flow(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = False) -> None:
+    """Compute optical-flow images from the raw frames of every sample (stages.flow)."""
+    try:
+        cfg = load_config(config)
+        if cfg.stages.flow is None:
+            raise ConfigError(f"{config}: the config has no stages.flow section")
+        if cfg.simulate is not None:
+            run_stage(SIMULATE, cfg)
+        run_stage(DATABASE, cfg)
+        result = run_stage(FLOW, cfg, force=force)
+    except EthnicmerError as exc:
+        _fail(exc)
+    record = _result_record(result)
+    folder = cfg.run_dir / FLOW.name
+    flows = sum(1 for _ in open(folder / "flows.csv")) - 1
+    failed = sum(1 for _ in open(folder / "exclusions.csv")) - 1
+    if json_out:
+        print(json.dumps({**record, "flows": flows, "excluded": failed}, indent=2))
+    else:
+        _out.print(f"{flows} flow images, {failed} excluded; outputs under {folder}")
+
+
+@app.command("flow-video")
+def flow_video(
+    source: Annotated[
+        Path, typer.Argument(help="video file or folder of frames", show_default=False)
+    ],
+    onset: Annotated[
+        int, typer.Option(help="onset frame (video: 0-based index; folder: frame number)")
+    ],
+    apex: Annotated[int, typer.Option(help="apex frame (same convention)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="flow image PNG to write")],
+    size: Annotated[int, typer.Option(help="flow image side in pixels")] = 28,
+    align: Annotated[str, typer.Option(help="dlib | none")] = "dlib",
+    method: Annotated[str, typer.Option(help="tvl1 | farneback | dis")] = "tvl1",
+    crop_size: Annotated[int, typer.Option(help="aligned crop side in pixels")] = 224,
+    json_out: JsonOpt = False,
+) -> None:
+    """One clip's onset→apex flow image (R=u, G=v, B=strain) and a preview figure."""
+    from ethnicmer.flow.clip import flow_for_clip
+    from ethnicmer.flow.compute import FlowSettings
+
+    if align not in ("dlib", "none") or method not in ("tvl1", "farneback", "dis"):
+        _fail(ConfigError("--align must be dlib or none and --method tvl1, farneback or dis"))
+    settings = FlowSettings(align=align, method=method, size=size, crop_size=crop_size)  # type: ignore[arg-type]
+    try:
+        result = flow_for_clip(source, onset, apex, output, settings)
+    except EthnicmerError as exc:
+        _fail(exc)
+    if json_out:
+        print(json.dumps(result, indent=2))
+    else:
+        _out.print(f"flow image: {result['flow_image']}\npreview: {result['preview']}")
+        _out.print(f"max displacement: {result['max_displacement_px']:.2f} px")
+        for region, share in result["strain_share"].items():
+            _out.print(f"  strain share {region:7s} {share:6.1%}")
 
 
 _TITLES = {

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ethnicmer.data.demographics import DEFAULT_GROUPING, RACES
 from ethnicmer.data.megc import CSV_NAME
@@ -220,10 +220,45 @@ class BenchmarkConfig(_Strict):
         return models
 
 
+class FlowStageConfig(_Strict):
+    """Optical-flow images from raw frames (paper III-C, Eq. 5–7).
+
+    ``align: dlib`` detects the face on the onset frame (HOG + 68 landmarks), levels
+    the eyes and crops ``crop_size`` px with ``margin``; the same transform is
+    applied to the apex frame. ``align: none`` is for releases already cropped and
+    aligned. ``params`` go to the flow method (TV-L1: ``tau, lambda_, theta,
+    nscales, warps, epsilon, innnerIterations, outerIterations, scaleStep, gamma,
+    medianFiltering, useInitialFlow``; Farneback: ``pyr_scale, levels, winsize,
+    iterations, poly_n, poly_sigma, flags``; DIS: ``preset``).
+    """
+
+    align: Literal["dlib", "none"] = "dlib"
+    detect: Literal["onset", "every"] = "onset"
+    margin: float = Field(default=0.1, ge=0, le=1)
+    crop_size: int = Field(default=224, ge=32)
+    method: Literal["tvl1", "farneback", "dis"] = "tvl1"
+    params: dict[str, float | int | str] = Field(default_factory=dict)
+    size: int = Field(default=28, ge=8, description="flow image side in pixels")
+    normalise: Literal["minmax", "none"] = "minmax"
+    export_png: bool = Field(default=False, description="also write the MEGC2019 PNG layout")
+    workers: int = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _known_params(self) -> FlowStageConfig:
+        from ethnicmer.flow.optical import check_flow_params
+
+        try:
+            check_flow_params(self.method, dict(self.params))
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
 class StagesConfig(_Strict):
     """The stages to run, each with its settings; the database stage always runs."""
 
     database: DatabaseStageConfig = Field(default_factory=DatabaseStageConfig)
+    flow: FlowStageConfig | None = None
     benchmark: BenchmarkConfig | None = None
 
 

@@ -1,7 +1,7 @@
 """The study's stages in pipeline order, each a thin layer over the library.
 
 ``simulate`` (only when the config has a ``simulate`` section) → ``database`` →
-``benchmark`` (when configured). Later stages read the files the database stage
+``flow`` → ``benchmark`` (each when configured). Later stages read the files the database stage
 writes: ``runs/<study>/database/samples.parquet``.
 """
 
@@ -19,6 +19,12 @@ from ethnicmer.data.demographics import builtin_table_path
 from ethnicmer.data.summary import summarise
 from ethnicmer.data.synthetic import write_synthetic_study
 from ethnicmer.errors import DataError
+from ethnicmer.flow.stage import (
+    attach_flows,
+    compute_flows,
+    export_megc_layout,
+    settings_from_config,
+)
 from ethnicmer.pipeline import Stage, file_digest, input_digest, write_json_atomic
 from ethnicmer.studies.benchmark import run_benchmark
 
@@ -101,11 +107,62 @@ def _samples_file(cfg: StudyConfig) -> Path:
 
 def _benchmark_inputs(cfg: StudyConfig) -> dict[str, Any]:
     path = _samples_file(cfg)
+    flows = cfg.run_dir / "flow" / "flows.csv"
+    return {
+        "samples": file_digest(path) if path.is_file() else "missing",
+        "flows": file_digest(flows) if cfg.stages.flow is not None and flows.is_file() else None,
+    }
+
+
+def _flow_inputs(cfg: StudyConfig) -> dict[str, Any]:
+    path = _samples_file(cfg)
     return {"samples": file_digest(path) if path.is_file() else "missing"}
 
 
+def _run_flow(cfg: StudyConfig, out_dir: Path) -> list[Path]:
+    assert cfg.stages.flow is not None
+    samples = load_samples(cfg)
+    settings = settings_from_config(cfg.stages.flow)
+    flows, failed = compute_flows(
+        samples,
+        settings,
+        cfg.run_dir / "cache" / "flow",
+        cfg.stages.flow.workers,
+        cfg.data.on_problem,
+    )
+    written = [out_dir / "flows.csv", out_dir / "exclusions.csv"]
+    flows.to_csv(written[0], index=False)
+    failed.to_csv(written[1], index=False)
+    if cfg.stages.flow.export_png:
+        written.append(export_megc_layout(samples, flows, settings, out_dir / "megc"))
+    return written
+
+
+FLOW = Stage(
+    name="flow",
+    inputs=_flow_inputs,
+    run=_run_flow,
+    config_section=lambda cfg: (
+        json.loads(cfg.stages.flow.model_dump_json()) if cfg.stages.flow else None
+    ),
+)
+
+
+def samples_with_flows(cfg: StudyConfig) -> pd.DataFrame:
+    """The samples table with flow images from the flow stage attached (if configured)."""
+    samples = load_samples(cfg)
+    if cfg.stages.flow is None:
+        return samples
+    folder = cfg.run_dir / FLOW.name
+    if not (folder / "flows.csv").is_file():
+        raise DataError(f"{folder / 'flows.csv'} does not exist; run `ethnicmer flow` first")
+    flows = pd.read_csv(folder / "flows.csv", dtype=str)
+    failed = pd.read_csv(folder / "exclusions.csv", dtype=str)
+    return attach_flows(samples, flows, failed)
+
+
 def _run_benchmark(cfg: StudyConfig, out_dir: Path) -> list[Path]:
-    return run_benchmark(cfg, load_samples(cfg), out_dir)
+    return run_benchmark(cfg, samples_with_flows(cfg), out_dir)
 
 
 BENCHMARK = Stage(
@@ -122,6 +179,8 @@ def planned_stages(cfg: StudyConfig) -> list[Stage]:
     """The stages ``ethnicmer run`` carries out for ``cfg``, in order."""
     stages = [SIMULATE] if cfg.simulate is not None else []
     stages.append(DATABASE)
+    if cfg.stages.flow is not None:
+        stages.append(FLOW)
     if cfg.stages.benchmark is not None:
         stages.append(BENCHMARK)
     return stages

@@ -36,6 +36,17 @@ def _resize(batch: np.ndarray, size: int) -> np.ndarray:
     return tensor.clamp_(0.0, 1.0).numpy()
 
 
+def _read_chw(path: str) -> np.ndarray:
+    """One image as ``(3, H, W)`` float32 in [0, 1]: an 8-bit RGB file or a flow ``.npy``."""
+    try:
+        if path.endswith(".npy"):
+            return np.load(path).astype(np.float32)
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"), dtype=np.float32).transpose(2, 0, 1) / 255.0
+    except Exception as exc:  # Pillow/numpy raise several types
+        raise DataError(f"{path}: cannot read image ({exc})") from exc
+
+
 def read_images(paths: list[str], size: int, description: str) -> np.ndarray:
     """Read RGB images into a ``(N, 3, size, size)`` float32 array in [0, 1].
 
@@ -46,12 +57,7 @@ def read_images(paths: list[str], size: int, description: str) -> np.ndarray:
     for i, path in enumerate(progress(paths, description)):
         if not path:
             raise DataError(f"sample {i} has no image for this input")
-        try:
-            with Image.open(path) as image:
-                array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-        except Exception as exc:  # Pillow raises several types
-            raise DataError(f"{path}: cannot read image ({exc})") from exc
-        out[i] = _resize(array.transpose(2, 0, 1)[None], size)[0]
+        out[i] = _resize(_read_chw(path)[None], size)[0]
     return out
 
 
@@ -80,9 +86,10 @@ def load_inputs(samples: pd.DataFrame, kind: str, size: int, cache_dir: Path) ->
     if not missing.empty:
         first = missing.iloc[0]
         hint = (
-            "optical-flow images from raw frames are not computed yet: use a megc2019_flow source"
+            "add a stages.flow section to compute flow images from the raw frames"
             if kind == "flow"
-            else "this source has no RGB apex crops"
+            else "this source has no RGB apex crops; use a megc2019_flow source "
+            "or context_input: flow"
         )
         raise DataError(
             f"{len(missing)} sample(s) have no {kind} input, e.g. "

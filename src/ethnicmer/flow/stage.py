@@ -1,0 +1,159 @@
+"""The flow stage: an optical-flow image for every sample that has raw frames.
+
+Samples from MEGC flow sets already carry a flow image and are left as they are.
+For the others the onset and apex frames go through
+:func:`~ethnicmer.flow.compute.cached_flow` in a process pool. Outputs under
+``runs/<study>/flow/``: ``flows.csv`` (keys → ``flow_path`` of the cached
+``.npy`` image), ``exclusions.csv`` (samples whose flow failed, with the reason,
+when ``data.on_problem: exclude``) and, with ``export_png``, the MEGC2019 layout
+(``megc/combined_3_class2_for_optical_flow.csv`` and ``megc/datasets/...``)
+that the MEGC reader re-imports.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ethnicmer.data.megc import APEX_DIR, CSV_NAME, FLOW_DIR
+from ethnicmer.data.subjects import format_key
+from ethnicmer.errors import DataError, EthnicmerError
+from ethnicmer.flow.compute import FlowSettings, cached_flow, read_gray
+from ethnicmer.flow.image import save_megc_png
+from ethnicmer.progress import progress
+
+
+def _one(job: tuple[str, str, FlowSettings, str, str]) -> tuple[str, str]:
+    import cv2
+
+    cv2.setNumThreads(1)
+    onset, apex, settings, cache_dir, where = job
+    try:
+        return str(cached_flow(Path(onset), Path(apex), settings, Path(cache_dir), where)), ""
+    except EthnicmerError as exc:
+        return "", str(exc)
+
+
+def compute_flows(
+    samples: pd.DataFrame, settings: FlowSettings, cache_dir: Path, workers: int, on_problem: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Flow images of every sample with raw frames and no flow image yet.
+
+    Returns:
+        ``(flows, exclusions)``: ``flows`` has ``dataset, subject, filename,
+        flow_path`` (``.npy``, ``(3, size, size)`` float32); ``exclusions`` lists
+        samples whose flow failed with the reason.
+
+    Raises:
+        DataError: with ``on_problem: error``, every failing sample and its reason.
+    """
+    todo = samples[
+        (samples["flow_path"].fillna("") == "") & (samples["onset_path"].fillna("") != "")
+    ]
+    jobs = [
+        (
+            r.onset_path,
+            r.apex_path,
+            settings,
+            str(cache_dir),
+            f"{format_key(r.dataset, r.subject, r.filename)} [{r.onset_path}]",
+        )
+        for r in todo.itertuples()
+    ]
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(
+                progress(pool.map(_one, jobs, chunksize=4), "optical flow", total=len(jobs))
+            )
+    else:
+        results = [_one(job) for job in progress(jobs, "optical flow")]
+    keys = todo[["dataset", "subject", "filename"]].reset_index(drop=True)
+    paths = [p for p, _ in results]
+    errors = [e for _, e in results]
+    flows = keys.assign(flow_path=paths)[[bool(p) for p in paths]].reset_index(drop=True)
+    failed = keys.assign(reason=errors)[[bool(e) for e in errors]].reset_index(drop=True)
+    if on_problem == "error" and not failed.empty:
+        listed = "\n  ".join(failed["reason"].head(25))
+        raise DataError(
+            f"optical flow failed for {len(failed)} sample(s) (set data.on_problem: exclude "
+            f"to list them as exclusions instead):\n  {listed}"
+        )
+    return flows, failed
+
+
+def export_megc_layout(
+    samples: pd.DataFrame, flows: pd.DataFrame, settings: FlowSettings, root: Path
+) -> Path:
+    """Write flows in the MEGC2019 PNG layout under ``root`` (8-bit; R = u, G = v, B = strain).
+
+    Apex crops are the aligned apex frames (grayscale replicated to RGB). Returns
+    the CSV path; :func:`ethnicmer.data.megc.read_megc_flow_set` reads it back.
+    """
+    from PIL import Image
+
+    merged = flows.merge(samples, on=["dataset", "subject", "filename"], suffixes=("", "_sample"))
+    lines = []
+    for row in merged.itertuples():
+        image = np.load(row.flow_path)
+        save_megc_png(image, root / FLOW_DIR / f"{row.subject}_{row.filename} .png")
+        apex = read_gray(Path(row.apex_path))
+        crop = Image.fromarray(apex).convert("RGB").resize((224, 224))
+        name = f"{row.subject}_{row.filename}.jpg"
+        (root / APEX_DIR).mkdir(parents=True, exist_ok=True)
+        crop.save(root / APEX_DIR / name, quality=95)
+        lines.append(
+            {
+                "dataset": row.dataset,
+                "sub": row.subject,
+                "filename_o": row.filename,
+                "label": row.label_id,
+                "apex": row.apex,
+                "imagename": name,
+                "sub_filename": f"{row.subject}_{row.filename}",
+            }
+        )
+    csv = root / CSV_NAME
+    pd.DataFrame(lines).to_csv(csv, index=False)
+    return csv
+
+
+def attach_flows(
+    samples: pd.DataFrame, flows: pd.DataFrame | None, exclusions: pd.DataFrame | None
+) -> pd.DataFrame:
+    """Samples with ``flow_path`` filled from the flow stage; failed samples removed.
+
+    The removed samples are those listed in the flow stage's ``exclusions.csv``.
+    """
+    if flows is None or flows.empty:
+        out = samples
+    else:
+        lookup = flows.set_index(["dataset", "subject", "filename"])["flow_path"]
+        index = pd.MultiIndex.from_frame(samples[["dataset", "subject", "filename"]])
+        filled = lookup.reindex(index).fillna("").to_numpy()
+        out = samples.assign(
+            flow_path=np.where(samples["flow_path"].fillna("") == "", filled, samples["flow_path"])
+        )
+    if exclusions is not None and not exclusions.empty:
+        dropped = pd.MultiIndex.from_frame(exclusions[["dataset", "subject", "filename"]])
+        keep = ~pd.MultiIndex.from_frame(out[["dataset", "subject", "filename"]]).isin(dropped)
+        out = out[keep]
+    return out.reset_index(drop=True)
+
+
+def settings_from_config(cfg: Any) -> FlowSettings:
+    """:class:`FlowSettings` from a ``stages.flow`` config section."""
+    return FlowSettings(
+        align=cfg.align,
+        detect=cfg.detect,
+        margin=cfg.margin,
+        crop_size=cfg.crop_size,
+        method=cfg.method,
+        params=dict(cfg.params),
+        size=cfg.size,
+        normalise=cfg.normalise,
+    )
