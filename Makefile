@@ -23,11 +23,11 @@ demo: $(STAMP)
 	$(BIN)/ethnicmer demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks
 	HF_HUB_OFFLINE=1 ETHNICMER_NO_PROGRESS=1 $(BIN)/python -m pytest -q
 
 clean:
