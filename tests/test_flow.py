@@ -282,3 +282,26 @@ def test_flow_video_without_a_face_names_the_file(real_data: Path, tmp_path: Pat
         ["flow-video", str(video), "--onset", "1", "--apex", "999", "-o", str(tmp_path / "x.png")],
     )
     assert past.exit_code == 2 and "past the end of the video (169 frames)" in past.stderr
+
+
+def test_only_the_contrib_headless_opencv_is_installed():
+    """Another OpenCV flavour would silently replace cv2 and break TV-L1 (DESIGN)."""
+    from importlib import metadata
+
+    flavours = {
+        d.metadata["Name"].lower()
+        for d in metadata.distributions()
+        if (d.metadata["Name"] or "").lower().startswith("opencv")
+    }
+    assert flavours == {"opencv-contrib-python-headless"}
+    assert hasattr(cv2, "optflow") and hasattr(cv2.optflow, "DualTVL1OpticalFlow_create")
+
+
+def test_detect_every_frame_option(real_data: Path):
+    photo = read_gray(real_data / "videos" / "single_face.jpg")
+    shifted = np.roll(photo, 3, axis=1)  # the whole head moves 3 px right
+    once = compute.flow_from_frames(photo, shifted, FlowSettings(detect="onset", crop_size=128))
+    every = compute.flow_from_frames(photo, shifted, FlowSettings(detect="every", crop_size=128))
+    # one transform keeps the head motion; re-detecting on the apex frame removes most of it
+    assert np.median(once.u) > 1.0
+    assert abs(np.median(every.u)) < abs(np.median(once.u)) / 2
