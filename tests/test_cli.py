@@ -134,3 +134,27 @@ def test_real_megc_config_db_summary(
     assert (totals["samples"], totals["subjects"], totals["excluded"]) == (278, 52, 0)
     assert totals["samples_by_ethnicity"] == {"Asian": 187, "Non-Asian": 91}
     assert totals["samples_by_dataset"] == {"casme2": 145, "samm": 133}
+
+
+def test_benchmark_command_runs_the_flow_stage_first(synthetic_root: Path, tmp_path: Path):
+    payload = {
+        "study": "s",
+        "data": synthetic_data_section(synthetic_root),
+        "stages": {
+            "flow": {"align": "none", "crop_size": 64, "workers": 1},
+            "benchmark": {
+                "epochs": 1,
+                "batch_size": 8,
+                "max_folds": 1,
+                "bootstrap": 10,
+                "models": [{"name": "m"}],
+            },
+        },
+    }
+    out = _json(runner.invoke(app, ["benchmark", str(write_config(tmp_path, payload)), "--json"]))
+    assert out["folds"] == 1 and (tmp_path / "runs" / "s" / "flow" / "flows.csv").is_file()
+    missing = write_config(
+        tmp_path / "x", {"study": "s", "data": synthetic_data_section(synthetic_root)}
+    )
+    result = runner.invoke(app, ["benchmark", str(missing)])
+    assert result.exit_code == 2 and "no stages.benchmark section" in result.stderr

@@ -22,7 +22,7 @@ from ethnicmer.config import StudyConfig, load_config
 from ethnicmer.errors import ConfigError, EthnicmerError
 from ethnicmer.pipeline import StageResult, run_stage
 from ethnicmer.progress import log
-from ethnicmer.stages import BENCHMARK, DATABASE, FLOW, SIMULATE, planned_stages
+from ethnicmer.stages import BENCHMARK, DATABASE, FLOW, planned_stages
 
 app = typer.Typer(
     help="Micro-expression recognition studies that take ethnicity seriously.", no_args_is_help=True
@@ -53,6 +53,15 @@ def _result_record(result: StageResult) -> dict[str, Any]:
         "manifest": str(result.manifest),
         "outputs": [str(p) for p in result.outputs],
     }
+
+
+def _run_until(cfg: StudyConfig, name: str, force: bool = False) -> StageResult:
+    """Run the planned stages up to and including ``name`` (``force`` applies to it alone)."""
+    for stage in planned_stages(cfg):
+        result = run_stage(stage, cfg, force=force and stage.name == name)
+        if stage.name == name:
+            return result
+    raise ConfigError(f"the config has no stages.{name} section")
 
 
 def _run_study(cfg: StudyConfig, force: bool) -> list[dict[str, Any]]:
@@ -103,10 +112,7 @@ def db_build(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = Fal
     """Write the samples table and the exclusions table of the composite database."""
     try:
         cfg = load_config(config)
-        records = []
-        if cfg.simulate is not None:
-            records.append(_result_record(run_stage(SIMULATE, cfg)))
-        records.append(_result_record(run_stage(DATABASE, cfg, force=force)))
+        records = [_result_record(_run_until(cfg, DATABASE.name, force))]
     except EthnicmerError as exc:
         _fail(exc)
     summary = json.loads((cfg.run_dir / DATABASE.name / "summary.json").read_text())
@@ -126,9 +132,7 @@ def db_summary(config: ConfigArg, json_out: JsonOpt = False) -> None:
     """Print the paper's Tables I–III (and per dataset) for the composite database."""
     try:
         cfg = load_config(config)
-        if cfg.simulate is not None:
-            run_stage(SIMULATE, cfg)
-        run_stage(DATABASE, cfg)
+        _run_until(cfg, DATABASE.name)
     except EthnicmerError as exc:
         _fail(exc)
     if json_out:
@@ -142,12 +146,7 @@ def benchmark(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = Fa
     """Run the LOSO benchmark (paper Table V) of the config's model rows, resumably."""
     try:
         cfg = load_config(config)
-        if cfg.stages.benchmark is None:
-            raise ConfigError(f"{config}: the config has no stages.benchmark section")
-        if cfg.simulate is not None:
-            run_stage(SIMULATE, cfg)
-        run_stage(DATABASE, cfg)
-        result = run_stage(BENCHMARK, cfg, force=force)
+        result = _run_until(cfg, BENCHMARK.name, force)
     except EthnicmerError as exc:
         _fail(exc)
     summary = json.loads((cfg.run_dir / BENCHMARK.name / "summary.json").read_text())
@@ -193,12 +192,7 @@ def flow(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = False) 
     """Compute optical-flow images from the raw frames of every sample (stages.flow)."""
     try:
         cfg = load_config(config)
-        if cfg.stages.flow is None:
-            raise ConfigError(f"{config}: the config has no stages.flow section")
-        if cfg.simulate is not None:
-            run_stage(SIMULATE, cfg)
-        run_stage(DATABASE, cfg)
-        result = run_stage(FLOW, cfg, force=force)
+        result = _run_until(cfg, FLOW.name, force)
     except EthnicmerError as exc:
         _fail(exc)
     record = _result_record(result)

@@ -105,18 +105,15 @@ def _samples_file(cfg: StudyConfig) -> Path:
     return cfg.run_dir / DATABASE.name / SAMPLES_FILE
 
 
-def _benchmark_inputs(cfg: StudyConfig) -> dict[str, Any]:
-    path = _samples_file(cfg)
-    flows = cfg.run_dir / "flow" / "flows.csv"
-    return {
-        "samples": file_digest(path) if path.is_file() else "missing",
-        "flows": file_digest(flows) if cfg.stages.flow is not None and flows.is_file() else None,
-    }
-
-
-def _flow_inputs(cfg: StudyConfig) -> dict[str, Any]:
+def _samples_input(cfg: StudyConfig) -> dict[str, Any]:
     path = _samples_file(cfg)
     return {"samples": file_digest(path) if path.is_file() else "missing"}
+
+
+def _benchmark_inputs(cfg: StudyConfig) -> dict[str, Any]:
+    flows = cfg.run_dir / "flow" / "flows.csv"
+    has_flows = cfg.stages.flow is not None and flows.is_file()
+    return {**_samples_input(cfg), "flows": file_digest(flows) if has_flows else None}
 
 
 def _run_flow(cfg: StudyConfig, out_dir: Path) -> list[Path]:
@@ -140,7 +137,7 @@ def _run_flow(cfg: StudyConfig, out_dir: Path) -> list[Path]:
 
 FLOW = Stage(
     name="flow",
-    inputs=_flow_inputs,
+    inputs=_samples_input,
     run=_run_flow,
     config_section=lambda cfg: (
         json.loads(cfg.stages.flow.model_dump_json()) if cfg.stages.flow else None
