@@ -22,7 +22,7 @@ from ethnicmer.config import StudyConfig, load_config
 from ethnicmer.errors import ConfigError, EthnicmerError
 from ethnicmer.pipeline import StageResult, run_stage
 from ethnicmer.progress import log
-from ethnicmer.stages import BENCHMARK, DATABASE, FLOW, planned_stages
+from ethnicmer.stages import BENCHMARK, DATABASE, FLOW, PRIMA_FACIE, planned_stages
 
 app = typer.Typer(
     help="Micro-expression recognition studies that take ethnicity seriously.", no_args_is_help=True
@@ -91,6 +91,8 @@ def run(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = False) -
         )
     else:
         _print_summary(cfg)
+        if cfg.stages.prima_facie is not None:
+            _print_prima_facie(cfg)
         if cfg.stages.benchmark is not None:
             _print_benchmark(cfg)
         _out.print(f"study {cfg.study}: outputs under {cfg.run_dir}")
@@ -185,6 +187,30 @@ def _print_benchmark(cfg: StudyConfig) -> None:
             f"{comparison['p_permutation']:.3f} ({comparison['seeds']} seed(s)) "
             f"{comparison['note']}"
         )
+
+
+@app.command("prima-facie")
+def prima_facie(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = False) -> None:
+    """Run the prima facie study (paper Table IV) with repeated subject draws."""
+    try:
+        cfg = load_config(config)
+        result = _run_until(cfg, PRIMA_FACIE.name, force)
+    except EthnicmerError as exc:
+        _fail(exc)
+    folder = cfg.run_dir / PRIMA_FACIE.name
+    if json_out:
+        summary = json.loads((folder / "summary.json").read_text())
+        print(json.dumps({"stage": _result_record(result), **summary}, indent=2))
+    else:
+        _print_prima_facie(cfg)
+        _out.print(f"outputs under {folder}")
+
+
+def _print_prima_facie(cfg: StudyConfig) -> None:
+    folder = cfg.run_dir / PRIMA_FACIE.name
+    for name in ("table4", "summary", "tests", "transfer"):
+        if (folder / f"{name}.md").is_file():
+            _out.print((folder / f"{name}.md").read_text())
 
 
 @app.command()

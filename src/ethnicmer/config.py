@@ -254,11 +254,35 @@ class FlowStageConfig(_Strict):
         return self
 
 
+class PrimaFacieConfig(_Strict):
+    """The prima facie study (paper III-B, IV-A, Table IV) with repeated draws."""
+
+    subjects: int = Field(default=16, ge=2, description="subjects per scenario (paper: 16)")
+    draws: int = Field(
+        default=50, ge=1, description="repeated subject draws R (1 = the paper's design)"
+    )
+    features: Literal["efficientnet_lite0", "resnet18"] = Field(
+        default="efficientnet_lite0",
+        description="frozen backbone; efficientnet_lite0 ships ImageNet weights (offline)",
+    )
+    weights: str = Field(default="imagenet", description="imagenet | path to a state dict")
+    feature_size: int = Field(
+        default=224, ge=32, description="flow images are resized to this side"
+    )
+    classifier: Literal["random_forest", "svc"] = "random_forest"
+    n_estimators: int = Field(default=100, ge=1)
+    svc_c: float = Field(default=100.0, gt=0)
+    transfer: bool = Field(
+        default=True, description="also run the cross-ethnicity transfer protocol"
+    )
+
+
 class StagesConfig(_Strict):
     """The stages to run, each with its settings; the database stage always runs."""
 
     database: DatabaseStageConfig = Field(default_factory=DatabaseStageConfig)
     flow: FlowStageConfig | None = None
+    prima_facie: PrimaFacieConfig | None = None
     benchmark: BenchmarkConfig | None = None
 
 

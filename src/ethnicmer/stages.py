@@ -1,8 +1,8 @@
 """The study's stages in pipeline order, each a thin layer over the library.
 
 ``simulate`` (only when the config has a ``simulate`` section) → ``database`` →
-``flow`` → ``benchmark`` (each when configured). Later stages read the files the database stage
-writes: ``runs/<study>/database/samples.parquet``.
+``flow`` → ``prima_facie`` → ``benchmark`` (each when configured). Later stages
+read the files the database stage writes: ``runs/<study>/database/samples.parquet``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from ethnicmer.flow.stage import (
 )
 from ethnicmer.pipeline import Stage, file_digest, input_digest, write_json_atomic
 from ethnicmer.studies.benchmark import run_benchmark
+from ethnicmer.studies.prima_facie import run_prima_facie
 
 SAMPLES_FILE = "samples.parquet"
 
@@ -158,6 +159,20 @@ def samples_with_flows(cfg: StudyConfig) -> pd.DataFrame:
     return attach_flows(samples, flows, failed)
 
 
+def _run_prima_facie(cfg: StudyConfig, out_dir: Path) -> list[Path]:
+    return run_prima_facie(cfg, samples_with_flows(cfg), out_dir)
+
+
+PRIMA_FACIE = Stage(
+    name="prima_facie",
+    inputs=_benchmark_inputs,
+    run=_run_prima_facie,
+    config_section=lambda cfg: (
+        json.loads(cfg.stages.prima_facie.model_dump_json()) if cfg.stages.prima_facie else None
+    ),
+)
+
+
 def _run_benchmark(cfg: StudyConfig, out_dir: Path) -> list[Path]:
     return run_benchmark(cfg, samples_with_flows(cfg), out_dir)
 
@@ -178,6 +193,8 @@ def planned_stages(cfg: StudyConfig) -> list[Stage]:
     stages.append(DATABASE)
     if cfg.stages.flow is not None:
         stages.append(FLOW)
+    if cfg.stages.prima_facie is not None:
+        stages.append(PRIMA_FACIE)
     if cfg.stages.benchmark is not None:
         stages.append(BENCHMARK)
     return stages

