@@ -77,6 +77,22 @@ def test_tiny_prima_facie(tiny_megc: Path, tmp_path: Path):
     assert json.loads(again.stdout)["summary"] == payload["summary"]
 
 
+def test_dataset_matched_design(tiny_megc: Path, tmp_path: Path):
+    # tiny_megc's SAMM subjects: 006, 007 Non-Asian; 012 Asian -> at most 1 per scenario
+    bad = runner.invoke(
+        app, ["prima-facie", str(_config(tmp_path, tiny_megc, matched_dataset="samm", draws=1))]
+    )
+    assert (
+        bad.exit_code == 2
+        and "at most 1 subjects per scenario (Asian 1, Non-Asian 2)" in bad.stderr
+    )
+    casme = runner.invoke(
+        app,
+        ["prima-facie", str(_config(tmp_path / "c", tiny_megc, matched_dataset="casme2", draws=1))],
+    )
+    assert casme.exit_code == 2 and "Non-Asian 0" in casme.stderr
+
+
 def test_svc_option(tiny_megc: Path, tmp_path: Path):
     result = runner.invoke(
         app,
@@ -101,3 +117,24 @@ def test_real_prima_facie_two_draws(real_data: Path, tmp_path: Path):
     table4 = json.loads(result.stdout)["table4"]
     assert [r["samples"] > 50 for r in table4] == [True, True, True]
     assert all(0 <= r["Average"] <= 1 for r in table4)
+
+
+def test_real_prima_facie_within_samm(real_data: Path, tmp_path: Path):
+    """The dataset-matched control: SAMM has 11 Asian and 17 Non-Asian subjects."""
+    payload = {
+        "study": "pf-samm",
+        "data": {"sources": [{"kind": "megc2019_flow", "root": str(real_data / "megc2019-flow")}]},
+        "stages": {
+            "prima_facie": {
+                "draws": 2,
+                "n_estimators": 50,
+                "transfer": False,
+                "matched_dataset": "samm",
+            }
+        },
+    }
+    result = runner.invoke(app, ["prima-facie", str(write_config(tmp_path, payload)), "--json"])
+    assert result.exit_code == 0, result.output
+    matched = json.loads(result.stdout)["matched"]
+    assert (matched["dataset"], matched["subjects"], matched["maximum"]) == ("samm", 11, 11)
+    assert [r["train/test data"] for r in matched["table4"]] == ["Asian", "Non-Asian", "Mixed"]

@@ -208,7 +208,8 @@ def prima_facie(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = 
 
 def _print_prima_facie(cfg: StudyConfig) -> None:
     folder = cfg.run_dir / PRIMA_FACIE.name
-    for name in ("table4", "summary", "tests", "transfer"):
+    names = ("table4", "summary", "tests", "transfer")
+    for name in [*names, *(f"matched_{n}" for n in names)]:
         if (folder / f"{name}.md").is_file():
             _out.print((folder / f"{name}.md").read_text())
 

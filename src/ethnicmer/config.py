@@ -275,6 +275,15 @@ class PrimaFacieConfig(_Strict):
     transfer: bool = Field(
         default=True, description="also run the cross-ethnicity transfer protocol"
     )
+    matched_dataset: Literal["casme2", "samm"] | None = Field(
+        default=None,
+        description="also draw every scenario within this one dataset (confound control)",
+    )
+    matched_subjects: int | None = Field(
+        default=None,
+        ge=2,
+        description="subjects per matched scenario (default: the maximum possible)",
+    )
 
 
 class StagesConfig(_Strict):

@@ -156,6 +156,10 @@ def _interval(values: pd.Series) -> tuple[float, float]:
 def run_prima_facie(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Run R draws of the three scenarios (and the transfer protocol); write the tables.
 
+    With ``matched_dataset`` the same design also runs with every subject drawn
+    from that one dataset (files prefixed ``matched_``), so that ethnicity is not
+    confounded with the dataset.
+
     Returns:
         The files written under ``out_dir``.
     """
@@ -170,11 +174,69 @@ def run_prima_facie(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> l
     )
     labels = (samples["binary_label"] != "Negative").to_numpy(dtype=np.int64)
     ids = subject_ids(samples)
-    pools = _groups(samples, groups)
+    data = (features, labels, ids)
+    written, summaries = _design(
+        cfg,
+        data,
+        _groups(samples, groups),
+        pf.subjects,
+        groups,
+        out_dir,
+        "",
+        "cross-dataset, as in the paper",
+    )
+    if pf.matched_dataset is not None:
+        within = samples[samples["dataset"] == pf.matched_dataset]
+        pools = _groups(within, groups)
+        maximum = min(len(pools[g]) for g in groups)
+        n = pf.matched_subjects or maximum
+        if n > maximum or maximum < 2:
+            raise ConfigError(
+                f"prima facie matched_dataset {pf.matched_dataset}: at most {maximum} subjects per "
+                f"scenario ({', '.join(f'{g} {len(pools[g])}' for g in groups)}); asked for {n}"
+            )
+        more, matched = _design(
+            cfg,
+            data,
+            pools,
+            n,
+            groups,
+            out_dir,
+            "matched_",
+            f"all subjects from {pf.matched_dataset} (at most {maximum} possible)",
+        )
+        written += more
+        summaries["matched"] = {
+            "dataset": pf.matched_dataset,
+            "subjects": n,
+            "maximum": maximum,
+            **matched,
+        }
+    summary_json = out_dir / "summary.json"
+    write_json_atomic(summary_json, summaries)
+    written.append(summary_json)
+    return written
+
+
+def _design(
+    cfg: StudyConfig,
+    data: tuple[np.ndarray, np.ndarray, np.ndarray],
+    pools: dict[str, list[str]],
+    n_subjects: int,
+    groups: tuple[str, str],
+    out_dir: Path,
+    prefix: str,
+    label: str,
+) -> tuple[list[Path], dict[str, Any]]:
+    """R draws of one scenario design; writes ``<prefix>table4`` etc.; returns files and records."""
+    pf = cfg.stages.prima_facie
+    assert pf is not None
+    features, labels, ids = data
+    paper = PAPER_TABLE_IV if not prefix else {}
     rng = np.random.default_rng(cfg.seed)
     records, transfer = [], []
     for draw in progress(range(1, pf.draws + 1), "prima facie draws"):
-        scenarios = draw_scenarios(pools, pf.subjects, rng, groups)
+        scenarios = draw_scenarios(pools, n_subjects, rng, groups)
         seed = int(rng.integers(2**31))
         for name, subjects in scenarios.items():
             score = loso_scores(features, labels, ids, subjects, pf, seed)
@@ -199,7 +261,7 @@ def run_prima_facie(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> l
                 )
     draws = pd.DataFrame(records)
     written = []
-    draws_file = out_dir / "draws.csv"
+    draws_file = out_dir / f"{prefix}draws.csv"
     draws.to_csv(draws_file, index=False)
     written.append(draws_file)
 
@@ -211,15 +273,16 @@ def run_prima_facie(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> l
             "Negative": first["f1_negative"].to_numpy(),
             "Non-negative": first["f1_non_negative"].to_numpy(),
             "Average": first["average"].to_numpy(),
-            "paper Average": [PAPER_TABLE_IV.get(s, np.nan) for s in first.index],
+            "paper Average": [paper.get(s, np.nan) for s in first.index],
             "samples": first["n_samples"].to_numpy(),
             "Negative share": first["negative_share"].to_numpy(),
         }
     )
     written += write_table(
         table4,
-        out_dir / "table4",
-        f"Prima facie (paper Table IV), draw 1 of {pf.draws}, {pf.subjects} subjects per scenario",
+        out_dir / f"{prefix}table4",
+        f"Prima facie (paper Table IV), {label}: draw 1 of {pf.draws}, "
+        f"{n_subjects} subjects per scenario",
     )
 
     summary_rows = []
@@ -237,14 +300,14 @@ def run_prima_facie(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> l
                 "mean F1 Non-negative": part["f1_non_negative"].mean(),
                 "mean Negative share": part["negative_share"].mean(),
                 "distinct subject sets": part["subjects"].nunique(),
-                "paper Average": PAPER_TABLE_IV.get(name, np.nan),
+                "paper Average": paper.get(name, np.nan),
             }
         )
     summary = pd.DataFrame(summary_rows)
     written += write_table(
         summary,
-        out_dir / "summary",
-        f"Prima facie over {pf.draws} draws: mean and 95 % interval of the average F1",
+        out_dir / f"{prefix}summary",
+        f"Prima facie, {label}: {pf.draws} draws, mean and 95 % interval of the average F1",
     )
 
     wide = draws.pivot(index="draw", columns="scenario", values="average")
@@ -269,13 +332,13 @@ def run_prima_facie(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> l
     tests_frame = pd.DataFrame(tests)
     written += write_table(
         tests_frame,
-        out_dir / "tests",
+        out_dir / f"{prefix}tests",
         "Does Mixed differ from each mono-ethnic scenario? (paired by draw)",
     )
 
     if transfer:
         tr = pd.DataFrame(transfer)
-        tr_file = out_dir / "transfer_draws.csv"
+        tr_file = out_dir / f"{prefix}transfer_draws.csv"
         tr.to_csv(tr_file, index=False)
         written.append(tr_file)
         rows = []
@@ -295,12 +358,12 @@ def run_prima_facie(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> l
             )
         written += write_table(
             pd.DataFrame(rows),
-            out_dir / "transfer",
+            out_dir / f"{prefix}transfer",
             "Cross-ethnicity transfer: train on one group, test on the other "
             "(drop = within-group LOSO - transfer)",
         )
 
-    figure = out_dir / "scores.png"
+    figure = out_dir / f"{prefix}scores.png"
     fig, ax = plt.subplots(figsize=(5, 3.6), dpi=120)
     order = [groups[0], groups[1], "Mixed"]
     ax.boxplot([draws.loc[draws["scenario"] == s, "average"] for s in order], tick_labels=order)
@@ -311,27 +374,23 @@ def run_prima_facie(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> l
             s=6,
             alpha=0.4,
         )
-        if s in PAPER_TABLE_IV:
+        if s in paper:
             ax.scatter(
                 [i], [PAPER_TABLE_IV[s]], marker="x", c="red", label="paper" if i == 1 else None
             )
     ax.set_ylabel("average F1 (Negative, Non-negative)")
-    ax.set_title(f"Prima facie: {pf.draws} draws of {pf.subjects} subjects", fontsize=9)
-    ax.legend(fontsize=8)
+    ax.set_title(f"Prima facie ({label}): {pf.draws} draws of {n_subjects} subjects", fontsize=9)
+    if paper:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(figure)
     plt.close(fig)
     written.append(figure)
 
-    summary_json = out_dir / "summary.json"
-    write_json_atomic(
-        summary_json,
-        {
-            "table4": table4.to_dict(orient="records"),
-            "summary": summary.to_dict(orient="records"),
-            "tests": tests_frame.to_dict(orient="records"),
-            "transfer": pd.DataFrame(rows).to_dict(orient="records") if transfer else [],
-        },
-    )
-    written.append(summary_json)
-    return written
+    records_out = {
+        "table4": table4.to_dict(orient="records"),
+        "summary": summary.to_dict(orient="records"),
+        "tests": tests_frame.to_dict(orient="records"),
+        "transfer": pd.DataFrame(rows).to_dict(orient="records") if transfer else [],
+    }
+    return written, records_out
