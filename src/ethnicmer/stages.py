@@ -132,7 +132,7 @@ def _run_flow(cfg: StudyConfig, out_dir: Path) -> list[Path]:
     flows.to_csv(written[0], index=False)
     failed.to_csv(written[1], index=False)
     if cfg.stages.flow.export_png:
-        written.append(export_megc_layout(samples, flows, settings, out_dir / "megc"))
+        written.append(export_megc_layout(samples, flows, out_dir / "megc"))
     return written
 
 

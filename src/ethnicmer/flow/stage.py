@@ -86,9 +86,7 @@ def compute_flows(
     return flows, failed
 
 
-def export_megc_layout(
-    samples: pd.DataFrame, flows: pd.DataFrame, settings: FlowSettings, root: Path
-) -> Path:
+def export_megc_layout(samples: pd.DataFrame, flows: pd.DataFrame, root: Path) -> Path:
     """Write flows in the MEGC2019 PNG layout under ``root`` (8-bit; R = u, G = v, B = strain).
 
     Apex crops are the aligned apex frames (grayscale replicated to RGB). Returns
