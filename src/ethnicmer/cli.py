@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -146,17 +147,24 @@ def db_summary(config: ConfigArg, json_out: JsonOpt = False) -> None:
 @app.command()
 def benchmark(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = False) -> None:
     """Run the LOSO benchmark (paper Table V) of the config's model rows, resumably."""
+    _study_command(config, BENCHMARK.name, force, json_out, _print_benchmark)
+
+
+def _study_command(
+    config: Path, stage: str, force: bool, json_out: bool, show: Callable[[StudyConfig], None]
+) -> None:
+    """Run the stages up to ``stage``; print its ``summary.json`` (``--json``) or its tables."""
     try:
         cfg = load_config(config)
-        result = _run_until(cfg, BENCHMARK.name, force)
+        result = _run_until(cfg, stage, force)
     except EthnicmerError as exc:
         _fail(exc)
-    summary = json.loads((cfg.run_dir / BENCHMARK.name / "summary.json").read_text())
     if json_out:
+        summary = json.loads((cfg.run_dir / stage / "summary.json").read_text())
         print(json.dumps({"stage": _result_record(result), **summary}, indent=2))
     else:
-        _print_benchmark(cfg)
-        _out.print(f"outputs under {cfg.run_dir / BENCHMARK.name}")
+        show(cfg)
+        _out.print(f"outputs under {cfg.run_dir / stage}")
 
 
 def _print_benchmark(cfg: StudyConfig) -> None:
@@ -192,18 +200,7 @@ def _print_benchmark(cfg: StudyConfig) -> None:
 @app.command("prima-facie")
 def prima_facie(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = False) -> None:
     """Run the prima facie study (paper Table IV) with repeated subject draws."""
-    try:
-        cfg = load_config(config)
-        result = _run_until(cfg, PRIMA_FACIE.name, force)
-    except EthnicmerError as exc:
-        _fail(exc)
-    folder = cfg.run_dir / PRIMA_FACIE.name
-    if json_out:
-        summary = json.loads((folder / "summary.json").read_text())
-        print(json.dumps({"stage": _result_record(result), **summary}, indent=2))
-    else:
-        _print_prima_facie(cfg)
-        _out.print(f"outputs under {folder}")
+    _study_command(config, PRIMA_FACIE.name, force, json_out, _print_prima_facie)
 
 
 def _print_prima_facie(cfg: StudyConfig) -> None:

@@ -8,6 +8,7 @@ read the files the database stage writes: ``runs/<study>/database/samples.parque
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,16 @@ def _run_simulate(cfg: StudyConfig, out_dir: Path) -> list[Path]:
     return [Path(p) for p in manifest]
 
 
+def _stage_section(attr: str) -> Callable[[StudyConfig], Any]:
+    """The JSON form of ``cfg.stages.<attr>`` (``None`` when the stage is not configured)."""
+
+    def section(cfg: StudyConfig) -> Any:
+        value = getattr(cfg.stages, attr)
+        return json.loads(value.model_dump_json()) if value is not None else None
+
+    return section
+
+
 SIMULATE = Stage(
     name="simulate",
     inputs=_simulate_inputs,
@@ -140,9 +151,7 @@ FLOW = Stage(
     name="flow",
     inputs=_samples_input,
     run=_run_flow,
-    config_section=lambda cfg: (
-        json.loads(cfg.stages.flow.model_dump_json()) if cfg.stages.flow else None
-    ),
+    config_section=_stage_section("flow"),
 )
 
 
@@ -167,9 +176,7 @@ PRIMA_FACIE = Stage(
     name="prima_facie",
     inputs=_benchmark_inputs,
     run=_run_prima_facie,
-    config_section=lambda cfg: (
-        json.loads(cfg.stages.prima_facie.model_dump_json()) if cfg.stages.prima_facie else None
-    ),
+    config_section=_stage_section("prima_facie"),
 )
 
 
@@ -181,9 +188,7 @@ BENCHMARK = Stage(
     name="benchmark",
     inputs=_benchmark_inputs,
     run=_run_benchmark,
-    config_section=lambda cfg: (
-        json.loads(cfg.stages.benchmark.model_dump_json()) if cfg.stages.benchmark else None
-    ),
+    config_section=_stage_section("benchmark"),
 )
 
 
