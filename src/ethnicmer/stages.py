@@ -1,6 +1,6 @@
 """The study's stages in pipeline order, each a thin layer over the library.
 
-``simulate`` (only when the config has a ``simulate`` section) → ``database`` →
+``simulate`` (only when the config has a ``simulate`` section) → ``annotate`` → ``database`` →
 ``flow`` → ``prima_facie`` → ``benchmark`` (each when configured). Later stages
 read the files the database stage writes: ``runs/<study>/database/samples.parquet``.
 """
@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from ethnicmer.annotate.stage import run_annotate
 from ethnicmer.config import MegcFlowSource, StudyConfig
 from ethnicmer.data.composite import build_composite
 from ethnicmer.data.demographics import builtin_table_path
@@ -98,6 +99,24 @@ def _stage_section(attr: str) -> Callable[[StudyConfig], Any]:
 
     return section
 
+
+def _annotate_inputs(cfg: StudyConfig) -> dict[str, Any]:
+    annotate = cfg.stages.annotate
+    if annotate is None:
+        return {}
+    return {
+        "predictions": [input_digest(t.path) for t in annotate.predictions],
+        "overrides": input_digest(annotate.overrides),
+        "data": _database_inputs(cfg) if annotate.estimator != "table" else None,
+    }
+
+
+ANNOTATE = Stage(
+    name="annotate",
+    inputs=_annotate_inputs,
+    run=run_annotate,
+    config_section=_stage_section("annotate"),
+)
 
 SIMULATE = Stage(
     name="simulate",
@@ -195,6 +214,8 @@ BENCHMARK = Stage(
 def planned_stages(cfg: StudyConfig) -> list[Stage]:
     """The stages ``ethnicmer run`` carries out for ``cfg``, in order."""
     stages = [SIMULATE] if cfg.simulate is not None else []
+    if cfg.stages.annotate is not None:
+        stages.append(ANNOTATE)
     stages.append(DATABASE)
     if cfg.stages.flow is not None:
         stages.append(FLOW)

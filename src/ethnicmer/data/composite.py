@@ -359,11 +359,13 @@ def _join_demographics(
     return out
 
 
-def build_composite(cfg: DataConfig) -> CompositeDatabase:
+def build_composite(cfg: DataConfig, with_demographics: bool = True) -> CompositeDatabase:
     """Build the composite database from the configured sources.
 
     Args:
         cfg: the ``data`` section of a study config.
+        with_demographics: join the demographics (``False`` leaves the demographic
+            columns empty: the annotation stage uses this to label subjects first).
 
     Returns:
         A :class:`CompositeDatabase`.
@@ -396,6 +398,16 @@ def build_composite(cfg: DataConfig) -> CompositeDatabase:
     table = _check_images(table, ledger, cfg.check_images)
     ledger.raise_problems("input-file")
 
+    if not with_demographics:
+        for column in ("race_code", "race", "ethnicity", "gender", "age_bin"):
+            table[column] = pd.NA
+        table["label_id"] = [EMOTION_CLASSES.index(label) for label in table["label"]]
+        table["binary_label"] = [to_binary(label) for label in table["label"]]
+        samples = (
+            table.reindex(columns=SAMPLE_COLUMNS).sort_values(KEY_COLUMNS).reset_index(drop=True)
+        )
+        exclusions = pd.DataFrame(ledger.exclusions, columns=EXCLUSION_COLUMNS)
+        return CompositeDatabase(samples, exclusions, pd.DataFrame(), pd.DataFrame())
     demographics = load_demographics(
         None if cfg.demographics.table == "builtin" else Path(cfg.demographics.table)
     )

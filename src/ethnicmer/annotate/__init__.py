@@ -1,0 +1,1 @@
+"""Demographic annotation (paper III-A, Fig. 1): estimators, aggregation, correction."""
