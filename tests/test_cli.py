@@ -24,7 +24,13 @@ def _json(result) -> dict:
 def test_demo_runs_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     first = _json(runner.invoke(app, ["demo", "--json"]))
-    assert [s["stage"] for s in first["stages"]] == ["simulate", "database", "flow", "benchmark"]
+    assert [s["stage"] for s in first["stages"]] == [
+        "simulate",
+        "database",
+        "flow",
+        "prima_facie",
+        "benchmark",
+    ]
     assert all(s["status"] == "done" for s in first["stages"])
     samples = Path(first["run_dir"]) / "database" / "samples.csv"
     assert samples.is_file()
