@@ -7,8 +7,8 @@ truth independent of any model, so the same claims can be counted from the
 coding sheets and tested with Fisher's exact test per feature.
 
 AU strings are parsed leniently: ``+`` separates AUs; a leading ``L``/``R`` marks
-a unilateral AU, a leading ``A`` an asymmetric one, ``T``/``B`` prefixes (SAMM; not explained in its symbol key) count as
-present without a side; a trailing letter
+a unilateral AU, a leading ``A`` an asymmetric one; ``T``/``B`` prefixes (SAMM; not
+explained in its symbol key) count as present without a side; a trailing letter
 ``A``–``E`` is the intensity (``10A/B``: intensity A or B); ``ref(X)`` (SAMM)
 counts as X; ``(R6 or R12)`` counts every alternative as present and is
 recorded as ambiguous.
