@@ -109,13 +109,17 @@ class StageResult:
     manifest: Path
 
 
-def fingerprint(stage: Stage, cfg: StudyConfig) -> str:
-    """Hash of the stage's config section, seed, inputs and ethnicmer version."""
+def fingerprint(stage: Stage, cfg: StudyConfig, inputs: dict[str, Any] | None = None) -> str:
+    """Hash of the stage's config section, seed, inputs and ethnicmer version.
+
+    ``inputs`` is ``stage.inputs(cfg)`` when the caller has it already (digesting
+    large frame folders twice is wasted I/O).
+    """
     material = {
         "stage": stage.name,
         "config": stage.config_section(cfg),
         "seed": cfg.seed,
-        "inputs": stage.inputs(cfg),
+        "inputs": stage.inputs(cfg) if inputs is None else inputs,
         "ethnicmer": __version__,
     }
     blob = json.dumps(material, sort_keys=True, default=str).encode()
@@ -156,7 +160,8 @@ def run_stage(stage: Stage, cfg: StudyConfig, force: bool = False) -> StageResul
     """
     out_dir = cfg.run_dir / stage.name
     manifest_path = out_dir / MANIFEST
-    expected = fingerprint(stage, cfg)
+    inputs = stage.inputs(cfg)
+    expected = fingerprint(stage, cfg, inputs)
     if not force and _up_to_date(manifest_path, expected):
         manifest = json.loads(manifest_path.read_text())
         outputs = [Path(o["path"]) for o in manifest["outputs"]]
@@ -175,7 +180,7 @@ def run_stage(stage: Stage, cfg: StudyConfig, force: bool = False) -> StageResul
             "study": cfg.study,
             "seed": cfg.seed,
             "config": json.loads(cfg.model_dump_json()),
-            "inputs": stage.inputs(cfg),
+            "inputs": inputs,
             "versions": package_versions(),
             "outputs": [
                 {"path": str(p), "bytes": p.stat().st_size, "sha256": file_digest(p)}

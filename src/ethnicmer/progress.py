@@ -30,6 +30,7 @@ def progress(items: Iterable[T], description: str, total: int | None = None) -> 
 
 def log(message: str) -> None:
     """Print a status line to stderr (kept separate from ``--json`` output on stdout)."""
-    _console.print(message, highlight=False, soft_wrap=True) if _console.is_terminal else print(
-        message, file=sys.stderr
-    )
+    if _console.is_terminal:
+        _console.print(message, highlight=False, soft_wrap=True)
+    else:
+        print(message, file=sys.stderr)

@@ -77,6 +77,12 @@ def _subject_index(subjects: np.ndarray) -> list[np.ndarray]:
     return [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
 
 
+def _bootstrap_rows(groups: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """Row positions of one resample of whole subjects (with replacement)."""
+    pick = rng.integers(0, len(groups), size=len(groups))
+    return np.concatenate([groups[g] for g in pick])
+
+
 def _mean_mf1(y_true: np.ndarray, preds: np.ndarray, rows: np.ndarray, n_classes: int) -> float:
     """Mean over seeds of the macro-F1 of ``rows``; ``preds`` is ``(S, N)``."""
     return float(np.mean([macro_f1(y_true[rows], p[rows], n_classes) for p in preds]))
@@ -104,9 +110,7 @@ def bootstrap_ci(
     groups = _subject_index(subjects)
     stats = []
     for _ in range(n_boot):
-        pick = rng.integers(0, len(groups), size=len(groups))
-        rows = np.concatenate([groups[g] for g in pick])
-        stats.append(_mean_mf1(y_true, preds, rows, n_classes))
+        stats.append(_mean_mf1(y_true, preds, _bootstrap_rows(groups, rng), n_classes))
     alpha = (1 - level) / 2
     return float(np.nanquantile(stats, alpha)), float(np.nanquantile(stats, 1 - alpha))
 
@@ -148,8 +152,7 @@ def paired_test(
     groups = _subject_index(subjects)
     diffs = []
     for _ in range(n_resamples):
-        pick = rng.integers(0, len(groups), size=len(groups))
-        rows = np.concatenate([groups[g] for g in pick])
+        rows = _bootstrap_rows(groups, rng)
         diffs.append(
             _mean_mf1(y_true, preds_a, rows, n_classes)
             - _mean_mf1(y_true, preds_b, rows, n_classes)

@@ -84,19 +84,25 @@ def plan_tasks(
     keys = list(zip(samples["dataset"], samples["subject"], samples["filename"], strict=True))
     threads = default_threads(bench.executor)
     show_epochs = bench.executor.kind == "inline"
+    prepared: dict[tuple[str, int], str] = {}
+
+    def input_file(kind: str, size: int) -> str:
+        """Build (or check) the cached input array once per (kind, size)."""
+        if (kind, size) not in prepared:
+            load_inputs(samples, kind, size, inputs_dir)
+            prepared[(kind, size)] = str(inputs_dir / f"{kind}_{size}.npy")
+        return prepared[(kind, size)]
+
     tasks = []
     for model in bench.models:
         size = model.input_size or bench.input_size
-        load_inputs(samples, "flow", size, inputs_dir)
-        flow_file = str(inputs_dir / f"flow_{size}.npy")
+        flow_file = input_file("flow", size)
         context_file = None
         if model.context != "none":
             if model.context_input == "flow":
                 context_file = flow_file
             else:
-                rgb = model.rgb_size or bench.rgb_size
-                load_inputs(samples, "apex_rgb", rgb, inputs_dir)
-                context_file = str(inputs_dir / f"apex_rgb_{rgb}.npy")
+                context_file = input_file("apex_rgb", model.rgb_size or bench.rgb_size)
         for seed in bench.seeds or [cfg.seed]:
             context, classes = (None, [])
             if model.context != "none":
