@@ -30,6 +30,7 @@ def test_demo_runs_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         "flow",
         "prima_facie",
         "benchmark",
+        "cam",
     ]
     assert all(s["status"] == "done" for s in first["stages"])
     samples = Path(first["run_dir"]) / "database" / "samples.csv"
@@ -49,7 +50,7 @@ def test_demo_runs_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     samples.write_text("half")
     third = _json(runner.invoke(app, ["demo", "--json"]))
     # the database re-runs; its outputs are unchanged, so later stages stay up to date
-    assert [s["status"] for s in third["stages"]] == ["up to date", "done"] + ["up to date"] * 3
+    assert [s["status"] for s in third["stages"]] == ["up to date", "done"] + ["up to date"] * 4
     assert samples.read_text() != "half"
 
 

@@ -24,7 +24,15 @@ from ethnicmer.config import StudyConfig, load_config
 from ethnicmer.errors import ConfigError, EthnicmerError
 from ethnicmer.pipeline import StageResult, run_stage
 from ethnicmer.progress import log
-from ethnicmer.stages import ANNOTATE, BENCHMARK, DATABASE, FLOW, PRIMA_FACIE, planned_stages
+from ethnicmer.stages import (
+    ANNOTATE,
+    BENCHMARK,
+    CAM,
+    DATABASE,
+    FLOW,
+    PRIMA_FACIE,
+    planned_stages,
+)
 
 app = typer.Typer(
     help="Micro-expression recognition studies that take ethnicity seriously.", no_args_is_help=True
@@ -97,6 +105,8 @@ def run(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = False) -
             _print_prima_facie(cfg)
         if cfg.stages.benchmark is not None:
             _print_benchmark(cfg)
+        if cfg.stages.cam is not None:
+            _print_cam(cfg)
         _out.print(f"study {cfg.study}: outputs under {cfg.run_dir}")
 
 
@@ -247,6 +257,19 @@ def _print_prima_facie(cfg: StudyConfig) -> None:
     folder = cfg.run_dir / PRIMA_FACIE.name
     names = ("table4", "summary", "tests", "transfer")
     for name in [*names, *(f"matched_{n}" for n in names)]:
+        if (folder / f"{name}.md").is_file():
+            _out.print((folder / f"{name}.md").read_text())
+
+
+@app.command()
+def cam(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = False) -> None:
+    """Grad-CAM activation maps per ethnicity group and the paper's claims as tests."""
+    _study_command(config, CAM.name, force, json_out, _print_cam)
+
+
+def _print_cam(cfg: StudyConfig) -> None:
+    folder = cfg.run_dir / CAM.name
+    for name in ("claims", "coded_aus"):
         if (folder / f"{name}.md").is_file():
             _out.print((folder / f"{name}.md").read_text())
 

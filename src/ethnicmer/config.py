@@ -319,6 +319,39 @@ class AnnotateConfig(_Strict):
     )
 
 
+class CamConfig(_Strict):
+    """Activation maps per ethnicity group (paper IV-C, Figures 3–4) as statistics.
+
+    Grad-CAM (captum ``LayerGradCam``) of each benchmark row's fold models, each
+    test sample explained by the model of the fold that held its subject out.
+    """
+
+    models: list[str] | None = Field(
+        default=None, description="benchmark rows to explain; default: every row"
+    )
+    branches: list[Literal["emotion", "context"]] = Field(
+        default_factory=lambda: ["emotion"],
+        min_length=1,
+        description="emotion: the flow backbone; context: the context backbone (dual rows)",
+    )
+    layer: str = Field(
+        default="auto",
+        description="target layer (resnet18: layer1..layer4; tiny_vit: stages.0..stages.3); "
+        "auto: the deepest whose feature map is at least min_cam_side pixels",
+    )
+    min_cam_side: int = Field(default=7, ge=1, description="feature-map side for layer: auto")
+    target: Literal["truth", "predicted"] = "truth"
+    emotions: list[str] = Field(default_factory=lambda: ["Positive", "Surprise"], min_length=1)
+    landmarks: Literal["auto", "template"] = Field(
+        default="auto",
+        description="auto: dlib 68 landmarks on the apex crop when one exists, "
+        "else the canonical template",
+    )
+    permutations: int = Field(default=10000, ge=100, description="permutations over subjects")
+    bootstrap: int = Field(default=2000, ge=100, description="bootstrap resamples over subjects")
+    examples: int = Field(default=4, ge=0, description="example samples per group in montages")
+
+
 class StagesConfig(_Strict):
     """The stages to run, each with its settings; the database stage always runs."""
 
@@ -327,6 +360,23 @@ class StagesConfig(_Strict):
     flow: FlowStageConfig | None = None
     prima_facie: PrimaFacieConfig | None = None
     benchmark: BenchmarkConfig | None = None
+    cam: CamConfig | None = None
+
+    @model_validator(mode="after")
+    def _cam_has_fold_models(self) -> StagesConfig:
+        if self.cam is None:
+            return self
+        if self.benchmark is None:
+            raise ValueError("cam needs a benchmark section: the maps come from its fold models")
+        if not self.benchmark.save_checkpoints:
+            raise ValueError(
+                "cam needs the benchmark's fold models; set benchmark.save_checkpoints: true"
+            )
+        rows = [m.name for m in self.benchmark.models]
+        unknown = [n for n in self.cam.models or [] if n not in rows]
+        if unknown:
+            raise ValueError(f"cam.models {unknown} are not benchmark rows {rows}")
+        return self
 
 
 class StudyConfig(_Strict):

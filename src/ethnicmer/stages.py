@@ -1,7 +1,7 @@
 """The study's stages in pipeline order, each a thin layer over the library.
 
 ``simulate`` (only when the config has a ``simulate`` section) → ``annotate`` → ``database`` →
-``flow`` → ``prima_facie`` → ``benchmark`` (each when configured). Later stages
+``flow`` → ``prima_facie`` → ``benchmark`` → ``cam`` (each when configured). Later stages
 read the files the database stage writes: ``runs/<study>/database/samples.parquet``.
 """
 
@@ -28,6 +28,7 @@ from ethnicmer.flow.stage import (
     settings_from_config,
 )
 from ethnicmer.pipeline import Stage, file_digest, input_digest, write_json_atomic
+from ethnicmer.studies.activation_maps import run_activation_maps
 from ethnicmer.studies.benchmark import run_benchmark
 from ethnicmer.studies.prima_facie import run_prima_facie
 
@@ -211,6 +212,26 @@ BENCHMARK = Stage(
 )
 
 
+def _cam_inputs(cfg: StudyConfig) -> dict[str, Any]:
+    summary = cfg.run_dir / BENCHMARK.name / "summary.json"
+    return {
+        **_samples_input(cfg),
+        "benchmark": file_digest(summary) if summary.is_file() else "missing",
+    }
+
+
+def _run_cam(cfg: StudyConfig, out_dir: Path) -> list[Path]:
+    return run_activation_maps(cfg, samples_with_flows(cfg), out_dir)
+
+
+CAM = Stage(
+    name="cam",
+    inputs=_cam_inputs,
+    run=_run_cam,
+    config_section=_stage_section("cam"),
+)
+
+
 def planned_stages(cfg: StudyConfig) -> list[Stage]:
     """The stages ``ethnicmer run`` carries out for ``cfg``, in order."""
     stages = [SIMULATE] if cfg.simulate is not None else []
@@ -223,6 +244,8 @@ def planned_stages(cfg: StudyConfig) -> list[Stage]:
         stages.append(PRIMA_FACIE)
     if cfg.stages.benchmark is not None:
         stages.append(BENCHMARK)
+    if cfg.stages.cam is not None:
+        stages.append(CAM)
     return stages
 
 

@@ -1,0 +1,101 @@
+"""Between-group tests of a per-sample measure with the subject as the unit.
+
+Samples of one subject are not independent (same face, same session), so each
+subject contributes the mean of its samples and the tests run over subjects:
+a two-sided permutation test of the difference in means (group labels permuted
+across subjects, scipy ``permutation_test``), a percentile bootstrap 95 % CI of
+the difference (subjects resampled within each group, scipy ``bootstrap``), and
+Cohen's d on the subject means (pooled standard deviation).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+MIN_SUBJECTS = 2
+"""A comparison needs at least this many subjects with a value in each group."""
+
+
+def _difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(a, axis=axis) - np.mean(b, axis=axis)
+
+
+def cohens_d(a: np.ndarray, b: np.ndarray) -> float:
+    """Cohen's d of two samples with the pooled standard deviation (NaN if undefined)."""
+    na, nb = len(a), len(b)
+    if na < 2 or nb < 2:
+        return float("nan")
+    pooled = np.sqrt(((na - 1) * np.var(a, ddof=1) + (nb - 1) * np.var(b, ddof=1)) / (na + nb - 2))
+    return float((np.mean(a) - np.mean(b)) / pooled) if pooled > 0 else float("nan")
+
+
+def compare_groups(
+    values: pd.DataFrame,
+    group_a: str,
+    group_b: str,
+    permutations: int,
+    bootstrap: int,
+    seed: int,
+) -> dict[str, float | int | str]:
+    """Compare a measure between two groups over subjects.
+
+    Args:
+        values: one row per sample with columns ``subject_id``, ``group``, ``value``
+            (NaN values are left out and counted).
+        group_a, group_b: the two group names; the difference is A − B.
+        permutations: permutation resamples; bootstrap: bootstrap resamples.
+        seed: seeds both resamplers.
+
+    Returns:
+        ``subjects_<a|b>``, ``samples_<a|b>``, ``mean_<a|b>`` (means of subject
+        means), ``difference``, ``ci_low``, ``ci_high``, ``p_permutation``,
+        ``cohens_d``, ``missing`` (samples with NaN) and ``note`` (why a test was
+        not run).
+    """
+    valid = values.dropna(subset=["value"])
+    per_subject = valid.groupby(["group", "subject_id"])["value"].mean()
+    out: dict[str, float | int | str] = {"missing": int(len(values) - len(valid))}
+    arrays = {}
+    for tag, group in (("a", group_a), ("b", group_b)):
+        subject_means = (
+            per_subject.loc[group].to_numpy() if group in per_subject.index else np.array([])
+        )
+        arrays[tag] = subject_means
+        out[f"subjects_{tag}"] = len(subject_means)
+        out[f"samples_{tag}"] = int((valid["group"] == group).sum())
+        out[f"mean_{tag}"] = float(np.mean(subject_means)) if len(subject_means) else float("nan")
+    a, b = arrays["a"], arrays["b"]
+    nan = float("nan")
+    if len(a) < MIN_SUBJECTS or len(b) < MIN_SUBJECTS:
+        out.update(difference=nan, ci_low=nan, ci_high=nan, p_permutation=nan, cohens_d=nan)
+        out["note"] = f"fewer than {MIN_SUBJECTS} subjects in a group: not tested"
+        return out
+    out["difference"] = float(np.mean(a) - np.mean(b))
+    rng = np.random.default_rng(seed)
+    test = stats.permutation_test(
+        (a, b),
+        _difference,
+        permutation_type="independent",
+        vectorized=True,
+        n_resamples=permutations,
+        alternative="two-sided",
+        rng=rng,
+    )
+    interval = stats.bootstrap(
+        (a, b),
+        _difference,
+        vectorized=True,
+        n_resamples=bootstrap,
+        method="percentile",
+        rng=rng,
+    ).confidence_interval
+    out.update(
+        ci_low=float(interval.low),
+        ci_high=float(interval.high),
+        p_permutation=float(test.pvalue),
+        cohens_d=cohens_d(a, b),
+        note="",
+    )
+    return out

@@ -1,0 +1,482 @@
+"""Activation maps per ethnicity group (paper IV-C, Figures 3–4) as measured statistics.
+
+The paper reads Grad-CAM maps by eye. Here every test sample of the benchmark is
+explained by the model of its own LOSO fold (the model that never saw its
+subject), the map's mass is measured in action-unit regions
+(:mod:`ethnicmer.explain.au_regions`), and per emotion the groups are compared
+over subjects (:mod:`ethnicmer.explain.statistics`), over all samples and within
+each dataset (ethnicity and dataset are confounded in CASME II + SAMM). The
+measures of one (row, branch, emotion, scope) are a family: ``p_holm`` adjusts
+their p-values (Holm); the four claims below were stated before looking and are
+judged on their own permutation p-values. The
+coders' action units from the sheets are counted beside them
+(:mod:`ethnicmer.studies.action_units`).
+
+The paper's four visual claims, each mapped to one measure and direction:
+
+- Positive: Asians show larger AU6/AU12 activation → ``au6_au12_share`` Asian > Non-Asian;
+- Positive: non-Asians one-sided → ``lip_asymmetry_abs`` Non-Asian > Asian;
+- Surprise: non-Asians activate AU26 → ``mouth_jaw_share`` Non-Asian > Asian;
+- Surprise: Asians the upper face (AU1/2/5) → ``upper_face_share`` Asian > Non-Asian.
+
+Outputs under ``runs/<study>/cam/``: ``maps_<row>_<branch>.npz`` (sample keys,
+maps, targets), ``regions_<row>_<branch>.csv`` (per-sample measures),
+``landmarks.csv``, ``statistics.{csv,md,tex}``, ``claims.{csv,md,tex}``,
+``coded_aus.{csv,md,tex}``, ``montage_<row>_<branch>.png``, ``regions.png``,
+``summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+
+from ethnicmer.config import CamConfig, ModelConfig, StudyConfig
+from ethnicmer.data.emotions import EMOTION_CLASSES
+from ethnicmer.data.subjects import format_key
+from ethnicmer.errors import ConfigError, ModelError
+from ethnicmer.evaluation.inputs import load_inputs
+from ethnicmer.evaluation.protocols import context_labels, loso_folds, subject_ids
+from ethnicmer.evaluation.training import build_model
+from ethnicmer.explain.au_regions import MEASURES, landmark_regions, region_measures
+from ethnicmer.explain.au_regions import template_regions as template_masks
+from ethnicmer.explain.figures import montage, region_legend
+from ethnicmer.explain.gradcam import choose_layer, grad_cam
+from ethnicmer.explain.statistics import compare_groups
+from ethnicmer.flow.align import crop_landmarks
+from ethnicmer.pipeline import write_json_atomic
+from ethnicmer.progress import log, progress
+from ethnicmer.report.tables import write_table
+from ethnicmer.studies.action_units import au_feature_table
+
+REGION_SIDE = 112
+"""Maps are upsampled to this side (pixels) before measuring region shares."""
+
+CLAIMS: list[dict[str, str]] = [
+    {
+        "claim": "Positive: Asians show larger AU6/AU12 activation",
+        "emotion": "Positive",
+        "measure": "au6_au12_share",
+        "higher": "Asian",
+    },
+    {
+        "claim": "Positive: non-Asians activate one side (AU12 asymmetry)",
+        "emotion": "Positive",
+        "measure": "lip_asymmetry_abs",
+        "higher": "Non-Asian",
+    },
+    {
+        "claim": "Surprise: non-Asians activate AU26 (jaw drop)",
+        "emotion": "Surprise",
+        "measure": "mouth_jaw_share",
+        "higher": "Non-Asian",
+    },
+    {
+        "claim": "Surprise: Asians activate the upper face (AU1/AU2/AU5)",
+        "emotion": "Surprise",
+        "measure": "upper_face_share",
+        "higher": "Asian",
+    },
+]
+"""The paper's visual claims (IV-C) as (emotion, measure, group expected higher)."""
+
+ALPHA = 0.05
+
+
+def _sample_landmarks(samples: pd.DataFrame, mode: str) -> pd.DataFrame:
+    """Normalised landmarks (x/W, y/H in [0, 1]) per sample, with their source."""
+    rows = []
+    crops = samples["apex_crop_path"].fillna("") if "apex_crop_path" in samples else None
+    for i in progress(range(len(samples)), "landmarks on apex crops"):
+        row = samples.iloc[i]
+        record: dict[str, Any] = {
+            "dataset": row["dataset"],
+            "subject": row["subject"],
+            "filename": row["filename"],
+        }
+        path = "" if crops is None else crops.iloc[i]
+        if mode == "template" or not path:
+            record["region_source"] = "template"
+            rows.append(record)
+            continue
+        gray = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+        if gray is None:
+            record["region_source"] = "template (apex crop unreadable)"
+            rows.append(record)
+            continue
+        where = format_key(row["dataset"], row["subject"], row["filename"])
+        points, source = crop_landmarks(gray, f"{where} ({path})")
+        record["region_source"] = f"landmarks ({source})"
+        height, width = gray.shape
+        for k in range(68):
+            record[f"x{k}"] = points[k, 0] / width
+            record[f"y{k}"] = points[k, 1] / height
+        rows.append(record)
+    return pd.DataFrame(rows)
+
+
+def _masks(landmarks: pd.DataFrame, i: int, template: dict[str, np.ndarray]) -> dict:
+    row = landmarks.iloc[i]
+    if not str(row["region_source"]).startswith("landmarks"):
+        return template
+    points = np.array([[row[f"x{k}"], row[f"y{k}"]] for k in range(68)]) * REGION_SIDE
+    return landmark_regions(points, REGION_SIDE)
+
+
+def _rows(cfg: StudyConfig, cam: CamConfig) -> list[ModelConfig]:
+    """The benchmark rows to explain (the config validator checked names and checkpoints)."""
+    bench = cfg.stages.benchmark
+    assert bench is not None
+    by_name = {m.name: m for m in bench.models}
+    return [by_name[n] for n in cam.models or list(by_name)]
+
+
+def _explain_row(
+    cfg: StudyConfig,
+    model: ModelConfig,
+    branch: str,
+    samples: pd.DataFrame,
+    bench_dir: Path,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """Maps ``(N, S, S)``, targets ``(N,)``, predictions ``(N,)`` of one row and branch."""
+    bench = cfg.stages.benchmark
+    cam = cfg.stages.cam
+    assert bench is not None and cam is not None
+    if branch == "context" and model.context == "none":
+        raise ConfigError(f"stages.cam.branches: row {model.name} has no context branch")
+    seed = (bench.seeds or [cfg.seed])[0]
+    size = model.input_size or bench.input_size
+    inputs_dir = cfg.run_dir / "inputs"
+    flow = torch.from_numpy(load_inputs(samples, "flow", size, inputs_dir))
+    context_input = None
+    classes: list[str] = []
+    if model.context != "none":
+        if model.context_input == "flow":
+            context_input = flow
+        else:
+            rgb = model.rgb_size or bench.rgb_size
+            context_input = torch.from_numpy(load_inputs(samples, "apex_rgb", rgb, inputs_dir))
+        _, classes = context_labels(samples, model.context, seed)
+    labels = samples["label_id"].to_numpy(dtype=np.int64)
+    folds = loso_folds(samples, bench.test_subjects, bench.max_folds)
+    model_dir = bench_dir / "models" / model.name / f"seed-{seed}"
+    side = flow.shape[-1] if branch == "emotion" else context_input.shape[-1]  # type: ignore[union-attr]
+    maps = np.full((len(samples), side, side), np.nan, dtype=np.float32)
+    targets = np.full(len(samples), -1, dtype=np.int64)
+    predicted = np.full(len(samples), -1, dtype=np.int64)
+    layer_info: dict[str, Any] = {}
+    mismatched = 0
+    for fold in progress(folds, f"Grad-CAM {model.name} ({branch})"):
+        checkpoint = model_dir / "checkpoints" / f"{fold.slug}.pt"
+        if not checkpoint.is_file():
+            raise ModelError(
+                f"{checkpoint}: fold model missing for {fold.test_subject}; re-run the benchmark "
+                "with stages.benchmark.save_checkpoints: true"
+            )
+        torch.manual_seed(0)
+        net = build_model(model, max(len(classes), 2))
+        try:
+            net.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+        except (RuntimeError, OSError) as exc:
+            raise ModelError(f"{checkpoint}: cannot load the fold model ({exc})") from exc
+        net.eval()
+        if not layer_info:
+            name, layer_side = choose_layer(net, branch, side, cam.layer, cam.min_cam_side)
+            layer_info = {"layer": name, "feature_side": layer_side, "input_side": side}
+        rows = torch.from_numpy(fold.test)
+        test_flow = flow[rows]
+        test_ctx = None if context_input is None else context_input[rows]
+        with torch.no_grad():
+            logits = net.prediction_logits(net(test_flow, test_ctx))
+        pred = logits.argmax(dim=1)
+        fold_file = model_dir / "folds" / f"{fold.slug}.csv"
+        if fold_file.is_file():
+            saved = pd.read_csv(fold_file, dtype={"subject": str})["y_pred"].to_numpy()
+            mismatched += int((saved != pred.numpy()).sum())
+        target = torch.from_numpy(labels[fold.test]) if cam.target == "truth" else pred
+        maps[fold.test] = grad_cam(net, test_flow, test_ctx, target, branch, layer_info["layer"])
+        targets[fold.test] = target.numpy()
+        predicted[fold.test] = pred.numpy()
+    layer_info["predictions_differing_from_benchmark"] = mismatched
+    if mismatched:
+        log(
+            f"{model.name}: {mismatched} prediction(s) from the loaded fold models differ from the "
+            "benchmark's fold files (thread count or library version changed)"
+        )
+    return maps, targets, predicted, layer_info
+
+
+def _measure(maps: np.ndarray, landmarks: pd.DataFrame) -> pd.DataFrame:
+    template = template_masks(REGION_SIDE)
+    rows = []
+    for i in range(len(maps)):
+        if np.isnan(maps[i]).all():
+            rows.append({m: float("nan") for m in MEASURES} | {"cam_mass": float("nan")})
+            continue
+        big = cv2.resize(maps[i], (REGION_SIDE, REGION_SIDE), interpolation=cv2.INTER_LINEAR)
+        big = np.clip(big, 0, None)
+        rows.append(region_measures(big, _masks(landmarks, i, template)) | {"cam_mass": big.sum()})
+    return pd.DataFrame(rows)
+
+
+def _group_order(groups: list[str]) -> list[str]:
+    """Non-Asian above Asian (the paper's figures); otherwise sorted."""
+    return sorted(groups, key=lambda g: (g != "Non-Asian", g))
+
+
+def _statistics(
+    cfg: StudyConfig, measures: pd.DataFrame, row: str, branch: str
+) -> list[dict[str, Any]]:
+    cam = cfg.stages.cam
+    assert cam is not None
+    groups = sorted(measures["ethnicity"].unique())
+    if len(groups) != 2:
+        return []
+    group_a, group_b = groups
+    scopes = {"all": measures}
+    for dataset in sorted(measures["dataset"].unique()):
+        scopes[f"within {dataset}"] = measures[measures["dataset"] == dataset]
+    out = []
+    for emotion in cam.emotions:
+        for scope, part in scopes.items():
+            rows = part[part["label"] == emotion]
+            for measure in MEASURES:
+                values = pd.DataFrame(
+                    {
+                        "subject_id": subject_ids(rows),
+                        "group": rows["ethnicity"].to_numpy(),
+                        "value": rows[measure].to_numpy(),
+                    }
+                )
+                result = compare_groups(
+                    values, group_a, group_b, cam.permutations, cam.bootstrap, cfg.seed
+                )
+                out.append(
+                    {
+                        "model": row,
+                        "branch": branch,
+                        "emotion": emotion,
+                        "scope": scope,
+                        "measure": measure,
+                        "group_a": group_a,
+                        "group_b": group_b,
+                        **result,
+                    }
+                )
+    return out
+
+
+def _holm(p_values: pd.Series) -> pd.Series:
+    """Holm-adjusted p-values of one family (NaN entries left out and kept NaN)."""
+    valid = p_values.dropna().sort_values()
+    m = len(valid)
+    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * valid.to_numpy()))
+    return pd.Series(adjusted, index=valid.index).reindex(p_values.index)
+
+
+def _claims(stats: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for claim in CLAIMS:
+        for (model, branch), part in stats.groupby(["model", "branch"], sort=False):
+            for scope in part["scope"].unique():
+                match = part[
+                    (part["emotion"] == claim["emotion"])
+                    & (part["measure"] == claim["measure"])
+                    & (part["scope"] == scope)
+                ]
+                if match.empty:
+                    continue
+                r = match.iloc[0]
+                if claim["higher"] not in (r["group_a"], r["group_b"]):
+                    continue
+                sign = 1.0 if claim["higher"] == r["group_a"] else -1.0
+                diff = sign * r["difference"]
+                if np.isnan(diff):
+                    verdict = "not testable (" + str(r["note"]) + ")"
+                elif r["p_permutation"] < ALPHA and diff > 0:
+                    verdict = "supported"
+                elif r["p_permutation"] < ALPHA:
+                    verdict = "contradicted (significant, opposite direction)"
+                else:
+                    verdict = f"not supported (p >= {ALPHA})"
+                rows.append(
+                    {
+                        "claim": claim["claim"],
+                        "model": model,
+                        "branch": branch,
+                        "scope": scope,
+                        "measure": claim["measure"],
+                        "expected_higher": claim["higher"],
+                        "difference_expected_direction": diff,
+                        "ci_low": sign * (r["ci_low"] if sign > 0 else r["ci_high"]),
+                        "ci_high": sign * (r["ci_high"] if sign > 0 else r["ci_low"]),
+                        "p_permutation": r["p_permutation"],
+                        "subjects": f"{r['subjects_a']} vs {r['subjects_b']}",
+                        "verdict": verdict,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def _background(sample: pd.Series, flow: np.ndarray) -> np.ndarray:
+    path = sample.get("apex_crop_path") or ""
+    if path:
+        gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if gray is not None:
+            return gray.astype(np.float32) / 255.0
+    return flow[2]  # optical-strain channel
+
+
+def _montage(
+    cfg: StudyConfig,
+    samples: pd.DataFrame,
+    maps: np.ndarray,
+    flow: np.ndarray,
+    title: str,
+    path: Path,
+) -> Path:
+    cam = cfg.stages.cam
+    assert cam is not None
+    groups = _group_order(sorted(samples["ethnicity"].unique()))
+    cells, means = {}, {}
+    for group in groups:
+        for emotion in cam.emotions:
+            rows = np.flatnonzero(
+                ((samples["ethnicity"] == group) & (samples["label"] == emotion)).to_numpy()
+            )
+            valid = [i for i in rows if np.isfinite(maps[i]).all() and maps[i].sum() > 0]
+            if valid:
+                means[(group, emotion)] = np.mean([maps[i] / maps[i].sum() for i in valid], axis=0)
+            picked, seen = [], set()
+            for i in valid:
+                subject = (samples["dataset"].iloc[i], samples["subject"].iloc[i])
+                if subject in seen:
+                    continue
+                seen.add(subject)
+                picked.append(i)
+                if len(picked) == cam.examples:
+                    break
+            cells[(group, emotion)] = [
+                (
+                    _background(samples.iloc[i], flow[i]),
+                    maps[i],
+                    f"{samples['dataset'].iloc[i]} {samples['subject'].iloc[i]} "
+                    f"{samples['filename'].iloc[i]}",
+                )
+                for i in picked
+            ]
+    return montage(cells, means, groups, cam.emotions, title, path)
+
+
+def run_activation_maps(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Explain every benchmark row's test predictions and test the paper's claims.
+
+    Args:
+        cfg: a study config with ``stages.benchmark`` (``save_checkpoints: true``,
+            finished) and ``stages.cam``.
+        samples: the samples table from the database stage.
+        out_dir: ``runs/<study>/cam``.
+
+    Returns:
+        The files written (see the module doc).
+
+    Raises:
+        ConfigError: no benchmark stage, checkpoints not kept, unknown row or layer.
+        ModelError: a fold model is missing or unreadable (the message names it).
+    """
+    cam = cfg.stages.cam
+    bench = cfg.stages.benchmark
+    assert cam is not None
+    rows = _rows(cfg, cam)
+    assert bench is not None
+    samples = samples.sort_values(["dataset", "subject", "filename"]).reset_index(drop=True)
+    bench_dir = cfg.run_dir / "benchmark"
+    landmarks = _sample_landmarks(samples, cam.landmarks)
+    written = [out_dir / "landmarks.csv"]
+    landmarks.to_csv(written[0], index=False)
+    keys = samples[["dataset", "subject", "filename"]]
+    stats_rows: list[dict[str, Any]] = []
+    layers: dict[str, Any] = {}
+    for model in rows:
+        for branch in cam.branches:
+            if branch == "context" and model.context == "none":
+                continue
+            maps, targets, predicted, info = _explain_row(cfg, model, branch, samples, bench_dir)
+            tag = f"{model.name}_{branch}"
+            layers[tag] = info
+            npz = out_dir / f"maps_{tag}.npz"
+            np.savez_compressed(
+                npz,
+                maps=maps,
+                targets=targets,
+                predicted=predicted,
+                keys=keys.to_numpy(dtype=str),
+            )
+            measures = pd.concat(
+                [
+                    keys,
+                    samples[["ethnicity", "label"]],
+                    landmarks[["region_source"]],
+                    pd.DataFrame({"target": targets, "predicted": predicted}),
+                    _measure(maps, landmarks),
+                ],
+                axis=1,
+            )
+            measures["target"] = [EMOTION_CLASSES[t] for t in measures["target"]]
+            measures["predicted"] = [EMOTION_CLASSES[t] for t in measures["predicted"]]
+            regions = out_dir / f"regions_{tag}.csv"
+            measures.to_csv(regions, index=False)
+            no_mass = measures[measures["cam_mass"].fillna(0) <= 0]
+            info["samples_without_positive_evidence"] = len(no_mass)
+            stats_rows += _statistics(cfg, measures, model.name, branch)
+            flow_size = model.input_size or bench.input_size
+            flow = load_inputs(samples, "flow", flow_size, cfg.run_dir / "inputs")
+            written += [
+                npz,
+                regions,
+                _montage(
+                    cfg,
+                    samples,
+                    maps,
+                    flow,
+                    f"{model.name}, {branch} branch, Grad-CAM at {info['layer']} "
+                    f"({info['feature_side']} px map), target {cam.target}",
+                    out_dir / f"montage_{tag}.png",
+                ),
+            ]
+    stats = pd.DataFrame(stats_rows)
+    if not stats.empty:
+        # the measures of one (row, branch, emotion, scope) form a family
+        families = stats.groupby(["model", "branch", "emotion", "scope"], sort=False)
+        stats["p_holm"] = families["p_permutation"].transform(_holm)
+    written += write_table(
+        stats,
+        out_dir / "statistics",
+        "Grad-CAM region measures between ethnicity groups (A - B), permutation over subjects",
+    )
+    claims = _claims(stats) if not stats.empty else pd.DataFrame()
+    written += write_table(claims, out_dir / "claims", "The paper's visual claims (IV-C), measured")
+    coded = au_feature_table(samples[samples["action_units"].fillna("") != ""])
+    written += write_table(
+        coded, out_dir / "coded_aus", "Coded action units per ethnicity group (Fisher's exact test)"
+    )
+    written.append(region_legend(out_dir / "regions.png"))
+    summary = out_dir / "summary.json"
+    write_json_atomic(
+        summary,
+        {
+            "layers": layers,
+            "target": cam.target,
+            "region_sources": landmarks["region_source"].value_counts().to_dict(),
+            "claims": json.loads(claims.to_json(orient="records")),
+            "coded_aus": json.loads(coded.to_json(orient="records")),
+        },
+    )
+    written.append(summary)
+    return written
