@@ -31,6 +31,7 @@ def test_demo_runs_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         "prima_facie",
         "benchmark",
         "cam",
+        "report",
     ]
     assert all(s["status"] == "done" for s in first["stages"])
     samples = Path(first["run_dir"]) / "database" / "samples.csv"
@@ -50,8 +51,29 @@ def test_demo_runs_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     samples.write_text("half")
     third = _json(runner.invoke(app, ["demo", "--json"]))
     # the database re-runs; its outputs are unchanged, so later stages stay up to date
-    assert [s["status"] for s in third["stages"]] == ["up to date", "done"] + ["up to date"] * 4
+    # (the report is re-made: it lists the wall time of each stage's manifest)
+    assert [s["status"] for s in third["stages"]] == ["up to date", "done"] + ["up to date"] * 4 + [
+        "done"
+    ]
     assert samples.read_text() != "half"
+
+    # the report: every section present, every table non-empty, figures embedded
+    html = (Path(first["run_dir"]) / "report.html").read_text()
+    for title in (
+        "Data",
+        "Ethnicity and dataset: the confound",
+        "Prima facie study (Table IV)",
+        "LOSO benchmark (Table V)",
+        "Activation maps (Figures 3-4) as statistics",
+        "Reproducibility",
+    ):
+        assert f">{title}</h2>" in html
+    assert "Cramér" in html and html.count("data:image/png;base64,") >= 5
+    assert "<tbody>\n  </tbody>" not in html and "Empty DataFrame" not in html
+    markdown = (Path(first["run_dir"]) / "report.md").read_text()
+    assert (
+        "| resnet18-motion" in markdown and "](benchmark/confusion_resnet18-motion.png)" in markdown
+    )
 
 
 def test_demo_config_is_the_shipped_configs_demo():

@@ -31,6 +31,7 @@ from ethnicmer.stages import (
     DATABASE,
     FLOW,
     PRIMA_FACIE,
+    SIMULATE,
     planned_stages,
 )
 
@@ -262,16 +263,37 @@ def _print_prima_facie(cfg: StudyConfig) -> None:
 
 
 @app.command()
+def simulate(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = False) -> None:
+    """Write the config's simulated CASME II- and SAMM-format dataset (its simulate section)."""
+    try:
+        cfg = load_config(config)
+        if cfg.simulate is None:
+            raise ConfigError(f"{config}: the config has no simulate section")
+        result = run_stage(SIMULATE, cfg, force=force)
+    except EthnicmerError as exc:
+        _fail(exc)
+    assert cfg.simulate is not None
+    if json_out:
+        print(json.dumps({"stage": _result_record(result), "out": str(cfg.simulate.out)}))
+    else:
+        _out.print(f"simulated study written under {cfg.simulate.out} (ground truth: truth.json)")
+
+
+@app.command()
 def cam(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = False) -> None:
     """Grad-CAM activation maps per ethnicity group and the paper's claims as tests."""
     _study_command(config, CAM.name, force, json_out, _print_cam)
 
 
 def _print_cam(cfg: StudyConfig) -> None:
-    folder = cfg.run_dir / CAM.name
-    for name in ("claims", "coded_aus"):
-        if (folder / f"{name}.md").is_file():
-            _out.print((folder / f"{name}.md").read_text())
+    claims_file = cfg.run_dir / CAM.name / "claims.csv"
+    if not claims_file.is_file() or claims_file.stat().st_size < 2:
+        return
+    claims = pd.read_csv(claims_file)
+    columns = ["claim", "model", "branch", "scope", "difference_expected_direction"]
+    shown = claims[[*columns, "p_permutation", "verdict"]]
+    _out.print("The paper's visual claims (activation maps), all scopes in cam/claims.md:")
+    _out.print(shown.to_markdown(index=False, floatfmt=".3f"))
 
 
 @app.command()

@@ -131,13 +131,29 @@ class DataConfig(_Strict):
 
 
 class SimulateConfig(_Strict):
-    """A small synthetic CASME II- and SAMM-format dataset written before the study."""
+    """A CASME II- and SAMM-format dataset written before the study.
+
+    ``kind: face`` is the micro-expression simulator (:mod:`ethnicmer.data.simulator`):
+    a real face photograph animated by AU-like motions with planted group styles
+    (``planted``). ``kind: texture`` is the small random-texture set of
+    :mod:`ethnicmer.data.synthetic` (fast; no face).
+    """
 
     out: Path
+    kind: Literal["texture", "face"] = "texture"
+    planted: bool = Field(default=True, description="face: plant the group motion styles")
     subjects_per_dataset: int = Field(default=4, ge=2)
     samples_per_subject: int = Field(default=3, ge=1)
     frames_per_sample: int = Field(default=8, ge=3)
-    image_size: int = Field(default=64, ge=16)
+    image_size: int = Field(default=64, ge=16, description="frame side in pixels")
+
+    @model_validator(mode="after")
+    def _face_is_large_enough(self) -> SimulateConfig:
+        if self.kind == "face" and self.image_size < 128:
+            raise ValueError(
+                "kind: face needs image_size >= 128 (dlib finds faces of 80 px and more)"
+            )
+        return self
 
 
 class DatabaseStageConfig(_Strict):
@@ -352,6 +368,10 @@ class CamConfig(_Strict):
     examples: int = Field(default=4, ge=0, description="example samples per group in montages")
 
 
+class ReportConfig(_Strict):
+    """The study report (``runs/<study>/report.html`` and ``report.md``); no settings yet."""
+
+
 class StagesConfig(_Strict):
     """The stages to run, each with its settings; the database stage always runs."""
 
@@ -361,6 +381,7 @@ class StagesConfig(_Strict):
     prima_facie: PrimaFacieConfig | None = None
     benchmark: BenchmarkConfig | None = None
     cam: CamConfig | None = None
+    report: ReportConfig | None = None
 
     @model_validator(mode="after")
     def _cam_has_fold_models(self) -> StagesConfig:

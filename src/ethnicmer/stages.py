@@ -1,8 +1,9 @@
 """The study's stages in pipeline order, each a thin layer over the library.
 
 ``simulate`` (only when the config has a ``simulate`` section) → ``annotate`` → ``database`` →
-``flow`` → ``prima_facie`` → ``benchmark`` → ``cam`` (each when configured). Later stages
-read the files the database stage writes: ``runs/<study>/database/samples.parquet``.
+``flow`` → ``prima_facie`` → ``benchmark`` → ``cam`` → ``report`` (each when
+configured). Later stages read the files the database stage writes:
+``runs/<study>/database/samples.parquet``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ethnicmer.annotate.stage import run_annotate
 from ethnicmer.config import MegcFlowSource, StudyConfig
 from ethnicmer.data.composite import build_composite
 from ethnicmer.data.demographics import builtin_table_path
+from ethnicmer.data.simulator import write_simulated_study
 from ethnicmer.data.summary import summarise
 from ethnicmer.data.synthetic import write_synthetic_study
 from ethnicmer.errors import DataError
@@ -28,6 +30,7 @@ from ethnicmer.flow.stage import (
     settings_from_config,
 )
 from ethnicmer.pipeline import Stage, file_digest, input_digest, write_json_atomic
+from ethnicmer.report.study import write_report
 from ethnicmer.studies.activation_maps import run_activation_maps
 from ethnicmer.studies.benchmark import run_benchmark
 from ethnicmer.studies.prima_facie import run_prima_facie
@@ -87,7 +90,8 @@ def _simulate_inputs(cfg: StudyConfig) -> dict[str, Any]:
 
 def _run_simulate(cfg: StudyConfig, out_dir: Path) -> list[Path]:
     assert cfg.simulate is not None
-    manifest = write_synthetic_study(cfg.simulate, seed=cfg.seed)
+    writer = write_simulated_study if cfg.simulate.kind == "face" else write_synthetic_study
+    manifest = writer(cfg.simulate, seed=cfg.seed)
     return [Path(p) for p in manifest]
 
 
@@ -232,6 +236,24 @@ CAM = Stage(
 )
 
 
+def _report_inputs(cfg: StudyConfig) -> dict[str, Any]:
+    """The manifests of every earlier stage: a re-run stage re-makes the report."""
+    manifests = {}
+    for stage in planned_stages(cfg):
+        path = cfg.run_dir / stage.name / "manifest.json"
+        if stage.name != "report":
+            manifests[stage.name] = file_digest(path) if path.is_file() else "missing"
+    return manifests
+
+
+REPORT = Stage(
+    name="report",
+    inputs=_report_inputs,
+    run=write_report,
+    config_section=_stage_section("report"),
+)
+
+
 def planned_stages(cfg: StudyConfig) -> list[Stage]:
     """The stages ``ethnicmer run`` carries out for ``cfg``, in order."""
     stages = [SIMULATE] if cfg.simulate is not None else []
@@ -246,6 +268,8 @@ def planned_stages(cfg: StudyConfig) -> list[Stage]:
         stages.append(BENCHMARK)
     if cfg.stages.cam is not None:
         stages.append(CAM)
+    if cfg.stages.report is not None:
+        stages.append(REPORT)
     return stages
 
 

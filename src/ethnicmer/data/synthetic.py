@@ -164,6 +164,34 @@ def write_synthetic_study(cfg: SimulateConfig, seed: int) -> list[str]:
                     "",
                 ]
             )
+    written += write_sheets(out, casme_rows, samm_rows, demo_rows)
+    truth = out / "truth.json"
+    truth.write_text(
+        json.dumps(
+            {
+                "seed": seed,
+                "note": "groups are labels, not ethnicity",
+                "motion": {str(k): v for k, v in _MOTION.items()},
+            },
+            indent=2,
+        )
+    )
+    written.append(truth)
+    return [str(p) for p in written]
+
+
+def write_sheets(
+    out: Path, casme_rows: list[list], samm_rows: list[list], demo_rows: list[dict]
+) -> list[Path]:
+    """Write the CASME II sheet (2014 layout), the SAMM sheet (13-line preamble) and
+    ``demographics.csv`` under ``out``; return their paths.
+
+    Args:
+        casme_rows: ``[subject number, filename, onset, apex, offset, AUs, emotion]``.
+        samm_rows: ``[subject, filename, inducement, onset, apex, offset, duration,
+            micro, AUs, emotion, objective class, notes]``.
+        demo_rows: dicts with ``dataset, subject, race_code, gender, age_bin, source``.
+    """
     casme_sheet = out / "CASME2" / "CASME2-coding-synthetic.xlsx"
     pd.DataFrame(
         casme_rows,
@@ -199,16 +227,4 @@ def write_synthetic_study(cfg: SimulateConfig, seed: int) -> list[str]:
     )
     demographics = out / "demographics.csv"
     pd.DataFrame(demo_rows).to_csv(demographics, index=False)
-    truth = out / "truth.json"
-    truth.write_text(
-        json.dumps(
-            {
-                "seed": seed,
-                "note": "groups are labels, not ethnicity",
-                "motion": {str(k): v for k, v in _MOTION.items()},
-            },
-            indent=2,
-        )
-    )
-    written += [casme_sheet, samm_sheet, demographics, truth]
-    return [str(p) for p in written]
+    return [casme_sheet, samm_sheet, demographics]

@@ -1,0 +1,355 @@
+"""The study report: ``runs/<study>/report.html`` (offline, figures embedded) and ``report.md``.
+
+Sections, each present when its stage ran: data (Tables I–III, exclusions), the
+ethnicity × dataset confound (counts, Cramér's V, what the controls say),
+prima facie (Table IV), benchmark (Table V with CIs, groups, paired tests,
+confusion matrices), activation maps (the paper's claims as tests, region
+statistics, coded AUs, montages) and reproducibility (resolved config, seed,
+package versions, wall time per stage). The report reads only the files the
+stages wrote; it computes nothing but the confound's association measure.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+import pandas as pd
+import yaml
+from scipy.stats.contingency import association
+
+from ethnicmer import __version__
+from ethnicmer.config import StudyConfig
+
+STAGE_ORDER = ("simulate", "annotate", "database", "flow", "prima_facie", "benchmark", "cam")
+
+
+@dataclass
+class Table:
+    """A rendered table: caption, Markdown and HTML."""
+
+    caption: str
+    frame: pd.DataFrame
+
+    @property
+    def markdown(self) -> str:
+        return f"**{self.caption}**\n\n" + self.frame.to_markdown(index=False, floatfmt=".3f")
+
+    @property
+    def html(self) -> str:
+        body = self.frame.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="–")
+        return body.replace(
+            '<table border="1" class="dataframe">', f"<table><caption>{self.caption}</caption>", 1
+        )
+
+
+@dataclass
+class Figure:
+    """A PNG figure embedded in the HTML (base64) and linked from the Markdown."""
+
+    path: Path
+    caption: str
+
+    @property
+    def data(self) -> str:
+        return base64.b64encode(self.path.read_bytes()).decode()
+
+
+@dataclass
+class Section:
+    """One report section."""
+
+    title: str
+    anchor: str
+    paragraphs: list[dict[str, Any]] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+    code: str = ""
+
+    def say(self, text: str, note: bool = False) -> None:
+        self.paragraphs.append({"text": text, "note": note})
+
+    def table(self, path: Path, caption: str, query: str | None = None) -> None:
+        if path.is_file():
+            frame = pd.read_csv(path, dtype={"subject": str})
+            if query:
+                frame = frame.query(query)
+            self.tables.append(Table(caption, frame))
+
+    def figure(self, path: Path, caption: str) -> None:
+        if path.is_file():
+            self.figures.append(Figure(path, caption))
+
+
+def _records(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(rows)
+
+
+def _data_section(run_dir: Path) -> Section | None:
+    folder = run_dir / "database"
+    if not (folder / "summary.json").is_file():
+        return None
+    summary = json.loads((folder / "summary.json").read_text())
+    section = Section("Data", "data")
+    totals = summary["totals"]
+    exclusions = (
+        pd.read_csv(folder / "exclusions.csv")
+        if (folder / "exclusions.csv").is_file()
+        else pd.DataFrame()
+    )
+    section.say(
+        f"{totals['samples']} samples from {totals['subjects']} subjects; "
+        f"{len(exclusions)} sample(s) excluded, each listed below with its reason."
+    )
+    names = {
+        "table1_subjects": "Table I: subjects per ethnic label",
+        "table2_samples": "Table II: samples per ethnic label",
+        "table3_emotions": "Table III: samples per emotion",
+        "table1_subjects_by_dataset": "Table I per dataset",
+        "table3_emotions_by_dataset": "Table III per dataset",
+    }
+    for key, caption in names.items():
+        if key in summary["tables"]:
+            section.tables.append(Table(caption, _records(summary["tables"][key])))
+    if not exclusions.empty:
+        reasons = exclusions.groupby("reason").size().rename("samples").reset_index()
+        section.tables.append(Table("Exclusions by reason (every sample: exclusions.csv)", reasons))
+    return section
+
+
+def _confound_section(run_dir: Path) -> Section | None:
+    path = run_dir / "database" / "samples.parquet"
+    if not path.is_file():
+        return None
+    samples = pd.read_parquet(path)
+    section = Section("Ethnicity and dataset: the confound", "confound")
+    subjects = samples.drop_duplicates(["dataset", "subject"])
+    counts = pd.crosstab(subjects["dataset"], subjects["ethnicity"])
+    sample_counts = pd.crosstab(samples["dataset"], samples["ethnicity"])
+    cells = (
+        (samples.groupby(["dataset", "ethnicity", "label"]).size().unstack("label", fill_value=0))
+        .reset_index()
+        .rename_axis(columns=None)
+    )
+    section.tables.append(
+        Table("Subjects per dataset x ethnicity", counts.reset_index().rename_axis(columns=None))
+    )
+    section.tables.append(Table("Samples per dataset x ethnicity x emotion", cells))
+    if min(counts.shape) >= 2:
+        v = float(association(counts.to_numpy(), method="cramer"))
+        vs = float(association(sample_counts.to_numpy(), method="cramer"))
+        section.say(
+            f"Association between dataset and ethnicity group: Cramér's V = {v:.2f} over "
+            f"subjects, {vs:.2f} over samples (0 = independent, 1 = the same variable)."
+        )
+    else:
+        section.say(
+            "Only one dataset or one ethnicity group: dataset and ethnicity cannot be "
+            "separated in this study."
+        )
+    empty = cells[(cells.drop(columns=["dataset", "ethnicity"]) < 5).any(axis=1)]
+    for _, row in empty.iterrows():
+        small = [c for c in cells.columns[2:] if row[c] < 5]
+        section.say(
+            f"{row['dataset']} / {row['ethnicity']} has fewer than 5 samples of "
+            f"{', '.join(small)}: macro-F1 in that cell is not comparable.",
+            note=True,
+        )
+    section.say(
+        "Read every ethnicity difference below against this table: a difference that "
+        "appears overall but not within one dataset is as well explained by the dataset."
+    )
+    return section
+
+
+def _prima_facie_section(run_dir: Path) -> Section | None:
+    folder = run_dir / "prima_facie"
+    if not (folder / "table4.csv").is_file():
+        return None
+    section = Section("Prima facie study (Table IV)", "prima-facie")
+    for prefix, label in (("", "cross-dataset (paper design)"), ("matched_", "within one dataset")):
+        section.table(folder / f"{prefix}summary.csv", f"Macro-F1 over repeated draws, {label}")
+        section.table(folder / f"{prefix}tests.csv", f"Paired tests between scenarios, {label}")
+        section.table(folder / f"{prefix}transfer.csv", f"Cross-group transfer, {label}")
+        section.figure(folder / f"{prefix}scores.png", f"Scores per draw, {label}")
+    section.table(folder / "table4.csv", "Table IV layout: the first draw beside the paper")
+    return section
+
+
+def _benchmark_section(run_dir: Path) -> Section | None:
+    folder = run_dir / "benchmark"
+    if not (folder / "summary.json").is_file():
+        return None
+    summary = json.loads((folder / "summary.json").read_text())
+    section = Section("LOSO benchmark (Table V)", "benchmark")
+    scope = "full LOSO" if summary["full_loso"] else f"{summary['folds']} folds (not a full LOSO)"
+    section.say(
+        f"{scope}, {summary['samples_scored']} samples scored; predictions concatenated over folds."
+    )
+    section.table(
+        folder / "table5.csv", "Table V: per-class F1, macro-F1 with 95% CI over subjects, UF1, UAR"
+    )
+    section.table(folder / "comparisons.csv", "Paired comparisons (A - B) over subjects")
+    for comparison in summary["comparisons"]:
+        significant = comparison["p_permutation"] < 0.05
+        section.say(
+            f"{comparison['a']} vs {comparison['b']}: ΔMF1 {comparison['difference']:+.3f} "
+            f"[{comparison['ci_low']:+.3f}, {comparison['ci_high']:+.3f}], p = "
+            f"{comparison['p_permutation']:.3f}: "
+            + ("significant at 0.05." if significant else "not significant at 0.05.")
+            + (f" {comparison['note']}" if comparison.get("note") else "")
+        )
+    section.table(
+        folder / "groups.csv",
+        "Macro-F1 per ethnicity group, dataset and cell (marked cells not comparable)",
+    )
+    for row in summary["table5"]:
+        section.figure(
+            folder / f"confusion_{row['model']}.png", f"Confusion matrix, {row['model']}"
+        )
+    return section
+
+
+def _cam_section(run_dir: Path) -> Section | None:
+    folder = run_dir / "cam"
+    if not (folder / "summary.json").is_file():
+        return None
+    summary = json.loads((folder / "summary.json").read_text())
+    section = Section("Activation maps (Figures 3-4) as statistics", "cam")
+    for tag, info in summary["layers"].items():
+        section.say(
+            f"{tag}: Grad-CAM at {info['layer']} ({info['feature_side']} px feature map on a "
+            f"{info['input_side']} px input); {info['samples_without_positive_evidence']} "
+            "sample(s) had no positive evidence (no measure)."
+        )
+    sources = ", ".join(f"{k}: {v}" for k, v in summary["region_sources"].items())
+    section.say(f"AU regions from: {sources}.")
+    section.table(
+        folder / "claims.csv", "The paper's visual claims, measured (permutation over subjects)"
+    )
+    supported = [c for c in summary["claims"] if c["verdict"] == "supported"]
+    section.say(
+        f"{len(supported)} of {len(summary['claims'])} claim tests are supported at p < 0.05"
+        + (
+            ": "
+            + "; ".join(
+                f"{c['claim']} ({c['model']}, {c['branch']}, {c['scope']})" for c in supported
+            )
+            if supported
+            else "."
+        )
+    )
+    section.table(
+        folder / "coded_aus.csv",
+        "Coded action units per group (coders' ground truth, Fisher's exact test)",
+    )
+    section.table(
+        folder / "statistics.csv",
+        "Region measures between groups, all samples (within-dataset rows in statistics.csv)",
+        query="scope == 'all'",
+    )
+    section.figure(folder / "regions.png", "AU regions (template)")
+    for tag in summary["layers"]:
+        section.figure(folder / f"montage_{tag}.png", f"Grad-CAM montage, {tag}")
+    return section
+
+
+def _reproducibility_section(cfg: StudyConfig) -> Section:
+    section = Section("Reproducibility", "reproducibility")
+    rows, versions = [], {}
+    for stage in STAGE_ORDER:
+        manifest_path = cfg.run_dir / stage / "manifest.json"
+        if manifest_path.is_file():
+            manifest = json.loads(manifest_path.read_text())
+            rows.append(
+                {
+                    "stage": stage,
+                    "started": manifest.get("started", ""),
+                    "wall seconds": manifest.get("seconds", np.nan),
+                    "fingerprint": str(manifest.get("fingerprint", ""))[:12],
+                }
+            )
+            versions = manifest.get("versions", versions)
+    section.tables.append(
+        Table("Stages: wall time of the run that made each stage's outputs", pd.DataFrame(rows))
+    )
+    if versions:
+        section.tables.append(
+            Table(
+                "Package versions",
+                pd.DataFrame(sorted(versions.items()), columns=["package", "version"]),
+            )
+        )
+    section.say(
+        f"Seed {cfg.seed}; the same config and seed give the same numbers on the same machine."
+    )
+    section.code = yaml.safe_dump(json.loads(cfg.model_dump_json()), sort_keys=False)
+    return section
+
+
+def _markdown(title: str, header: str, sections: list[Section], folder: Path) -> str:
+    lines = [f"# {title}", "", header, ""]
+    for section in sections:
+        lines += [f"## {section.title}", ""]
+        lines += [("> " if p["note"] else "") + p["text"] + "\n" for p in section.paragraphs]
+        for table in section.tables:
+            lines += [table.markdown, ""]
+        for figure in section.figures:
+            rel = os.path.relpath(figure.path, folder)
+            lines += [f"![{figure.caption}]({Path(rel).as_posix()})", ""]
+        if section.code:
+            lines += ["```yaml", section.code.rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def write_report(cfg: StudyConfig, out_dir: Path) -> list[Path]:
+    """Write ``out_dir/report.{html,md}`` and copies at ``runs/<study>/report.{html,md}``.
+
+    Args:
+        cfg: the study config (its run directory holds the stages' outputs).
+        out_dir: ``runs/<study>/report``.
+
+    Returns:
+        The four files written.
+    """
+    run_dir = cfg.run_dir
+    builders = [
+        _data_section,
+        _confound_section,
+        _prima_facie_section,
+        _benchmark_section,
+        _cam_section,
+    ]
+    sections = [s for s in (b(run_dir) for b in builders) if s is not None]
+    sections.append(_reproducibility_section(cfg))
+    title = f"ethnicmer study report: {cfg.study}"
+    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    template = jinja2.Template(
+        resources.files("ethnicmer").joinpath("resources/report.html.j2").read_text(),
+        autoescape=True,
+    )
+    html = template.render(
+        title=title,
+        version=__version__,
+        generated=generated,
+        seed=cfg.seed,
+        sections=sections,
+    )
+    header = f"Generated by ethnicmer {__version__} on {generated}. Seed {cfg.seed}."
+    markdown = _markdown(title, header, sections, out_dir)
+    written = []
+    for folder in (out_dir, run_dir):
+        (folder / "report.html").write_text(html)
+        written.append(folder / "report.html")
+    (out_dir / "report.md").write_text(markdown)
+    (run_dir / "report.md").write_text(markdown.replace("](../", "]("))
+    written += [out_dir / "report.md", run_dir / "report.md"]
+    return written
