@@ -94,7 +94,8 @@ def test_missing_file_and_bad_yaml(tmp_path: Path):
 
 
 def test_shipped_configs_validate(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("ETHNICMER_REAL_DATA", "/somewhere")
+    for variable in ("ETHNICMER_REAL_DATA", "CASME2_ROOT", "SAMM_ROOT"):
+        monkeypatch.setenv(variable, "/somewhere")
     root = Path(__file__).resolve().parents[1] / "configs"
     names = sorted(p.name for p in root.glob("*.yaml"))
     assert "demo.yaml" in names and "megc2019-flow.yaml" in names
