@@ -17,7 +17,7 @@ from ethnicmer.data.simulator import action_unit_motions, displacement, write_si
 from ethnicmer.errors import ConfigError
 from ethnicmer.pipeline import run_stage
 from ethnicmer.stages import DATABASE
-from tests.conftest import write_config
+from tests.conftest import synthetic_data_section, write_config
 
 
 def _simulate(out: Path, planted: bool, subjects: int = 4) -> pd.DataFrame:
@@ -76,25 +76,8 @@ def test_without_planting_styles_do_not_follow_the_group(tmp_path: Path) -> None
 def test_simulated_study_reads_like_the_official_releases(tmp_path: Path) -> None:
     out = tmp_path / "sim"
     truth = _simulate(out, planted=True, subjects=2)
-    payload = {
-        "study": "sim",
-        "data": {
-            "sources": [
-                {
-                    "kind": "casme2",
-                    "sheet": str(out / "CASME2" / "CASME2-coding-synthetic.xlsx"),
-                    "frames": str(out / "CASME2" / "frames"),
-                },
-                {
-                    "kind": "samm",
-                    "sheet": str(out / "SAMM" / "SAMM_Micro_FACS_Codes_synthetic.xlsx"),
-                    "frames": str(out / "SAMM" / "frames"),
-                },
-            ],
-            "emotion_mapping": "paper",
-            "demographics": {"table": str(out / "demographics.csv")},
-        },
-    }
+    data = synthetic_data_section(out, emotion_mapping="paper")
+    payload = {"study": "sim", "data": data}
     cfg = load_config(write_config(tmp_path, payload))
     run_stage(DATABASE, cfg)
     samples = pd.read_parquet(cfg.run_dir / "database" / "samples.parquet")

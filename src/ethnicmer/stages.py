@@ -192,28 +192,21 @@ def samples_with_flows(cfg: StudyConfig) -> pd.DataFrame:
     return attach_flows(samples, flows, failed)
 
 
-def _run_prima_facie(cfg: StudyConfig, out_dir: Path) -> list[Path]:
-    return run_prima_facie(cfg, samples_with_flows(cfg), out_dir)
+def _study_stage(
+    name: str,
+    study: Callable[[StudyConfig, pd.DataFrame, Path], list[Path]],
+    inputs: Callable[[StudyConfig], dict[str, Any]],
+) -> Stage:
+    """A stage that runs ``study(cfg, samples with flows, out_dir)``."""
+
+    def run(cfg: StudyConfig, out_dir: Path) -> list[Path]:
+        return study(cfg, samples_with_flows(cfg), out_dir)
+
+    return Stage(name=name, inputs=inputs, run=run, config_section=_stage_section(name))
 
 
-PRIMA_FACIE = Stage(
-    name="prima_facie",
-    inputs=_benchmark_inputs,
-    run=_run_prima_facie,
-    config_section=_stage_section("prima_facie"),
-)
-
-
-def _run_benchmark(cfg: StudyConfig, out_dir: Path) -> list[Path]:
-    return run_benchmark(cfg, samples_with_flows(cfg), out_dir)
-
-
-BENCHMARK = Stage(
-    name="benchmark",
-    inputs=_benchmark_inputs,
-    run=_run_benchmark,
-    config_section=_stage_section("benchmark"),
-)
+PRIMA_FACIE = _study_stage("prima_facie", run_prima_facie, _benchmark_inputs)
+BENCHMARK = _study_stage("benchmark", run_benchmark, _benchmark_inputs)
 
 
 def _cam_inputs(cfg: StudyConfig) -> dict[str, Any]:
@@ -224,16 +217,7 @@ def _cam_inputs(cfg: StudyConfig) -> dict[str, Any]:
     }
 
 
-def _run_cam(cfg: StudyConfig, out_dir: Path) -> list[Path]:
-    return run_activation_maps(cfg, samples_with_flows(cfg), out_dir)
-
-
-CAM = Stage(
-    name="cam",
-    inputs=_cam_inputs,
-    run=_run_cam,
-    config_section=_stage_section("cam"),
-)
+CAM = _study_stage("cam", run_activation_maps, _cam_inputs)
 
 
 def _report_inputs(cfg: StudyConfig) -> dict[str, Any]:
