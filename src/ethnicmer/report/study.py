@@ -79,7 +79,11 @@ class Section:
 
     def table(self, path: Path, caption: str, query: str | None = None) -> None:
         if path.is_file():
-            frame = pd.read_csv(path, dtype={"subject": str})
+            try:
+                frame = pd.read_csv(path, dtype={"subject": str})
+            except pd.errors.EmptyDataError:  # a stage wrote an empty table
+                self.say(f"{caption}: no rows ({path.name} is empty).")
+                return
             if query:
                 frame = frame.query(query)
             self.tables.append(Table(caption, frame))
