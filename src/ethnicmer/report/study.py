@@ -93,10 +93,6 @@ class Section:
             self.figures.append(Figure(path, caption))
 
 
-def _records(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame(rows)
-
-
 def _data_section(run_dir: Path) -> Section | None:
     folder = run_dir / "database"
     if not (folder / "summary.json").is_file():
@@ -122,7 +118,7 @@ def _data_section(run_dir: Path) -> Section | None:
     }
     for key, caption in names.items():
         if key in summary["tables"]:
-            section.tables.append(Table(caption, _records(summary["tables"][key])))
+            section.tables.append(Table(caption, pd.DataFrame(summary["tables"][key])))
     if not exclusions.empty:
         reasons = exclusions.groupby("reason").size().rename("samples").reset_index()
         section.tables.append(Table("Exclusions by reason (every sample: exclusions.csv)", reasons))

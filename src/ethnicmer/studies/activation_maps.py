@@ -29,6 +29,7 @@ maps, targets), ``regions_<row>_<branch>.csv`` (per-sample measures),
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ import torch
 from ethnicmer.config import CamConfig, ModelConfig, StudyConfig
 from ethnicmer.data.emotions import EMOTION_CLASSES
 from ethnicmer.data.subjects import format_key
-from ethnicmer.errors import ConfigError, ModelError
+from ethnicmer.errors import ModelError
 from ethnicmer.evaluation.inputs import load_inputs
 from ethnicmer.evaluation.protocols import context_labels, loso_folds, subject_ids
 from ethnicmer.evaluation.training import build_model
@@ -137,19 +138,35 @@ def _rows(cfg: StudyConfig, cam: CamConfig) -> list[ModelConfig]:
     return [by_name[n] for n in cam.models or list(by_name)]
 
 
+@dataclass(frozen=True)
+class RowMaps:
+    """Grad-CAM of one row and branch over every sample (rows in samples order).
+
+    Attributes:
+        maps: ``(N, S, S)`` float32 non-negative maps at the branch's input side S.
+        targets: ``(N,)`` int64 class explained; predicted: ``(N,)`` int64 prediction.
+        flow: ``(N, 3, H, W)`` float32 flow images the row reads (figure backgrounds).
+        info: target layer, its feature-map side, input side, checks.
+    """
+
+    maps: np.ndarray
+    targets: np.ndarray
+    predicted: np.ndarray
+    flow: np.ndarray
+    info: dict[str, Any]
+
+
 def _explain_row(
     cfg: StudyConfig,
     model: ModelConfig,
     branch: str,
     samples: pd.DataFrame,
     bench_dir: Path,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-    """Maps ``(N, S, S)``, targets ``(N,)``, predictions ``(N,)`` of one row and branch."""
+) -> RowMaps:
+    """Grad-CAM of one row (dual or motion-only) and branch with each fold's model."""
     bench = cfg.stages.benchmark
     cam = cfg.stages.cam
     assert bench is not None and cam is not None
-    if branch == "context" and model.context == "none":
-        raise ConfigError(f"stages.cam.branches: row {model.name} has no context branch")
     seed = (bench.seeds or [cfg.seed])[0]
     size = model.input_size or bench.input_size
     inputs_dir = cfg.run_dir / "inputs"
@@ -209,7 +226,7 @@ def _explain_row(
             f"{model.name}: {mismatched} prediction(s) from the loaded fold models differ from the "
             "benchmark's fold files (thread count or library version changed)"
         )
-    return maps, targets, predicted, layer_info
+    return RowMaps(maps, targets, predicted, flow.numpy(), layer_info)
 
 
 def _measure(maps: np.ndarray, landmarks: pd.DataFrame) -> pd.DataFrame:
@@ -391,10 +408,8 @@ def run_activation_maps(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) 
         ModelError: a fold model is missing or unreadable (the message names it).
     """
     cam = cfg.stages.cam
-    bench = cfg.stages.benchmark
     assert cam is not None
     rows = _rows(cfg, cam)
-    assert bench is not None
     samples = samples.sort_values(["dataset", "subject", "filename"]).reset_index(drop=True)
     bench_dir = cfg.run_dir / "benchmark"
     landmarks = _sample_landmarks(samples, cam.landmarks)
@@ -407,7 +422,9 @@ def run_activation_maps(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) 
         for branch in cam.branches:
             if branch == "context" and model.context == "none":
                 continue
-            maps, targets, predicted, info = _explain_row(cfg, model, branch, samples, bench_dir)
+            explained = _explain_row(cfg, model, branch, samples, bench_dir)
+            maps, targets, predicted = explained.maps, explained.targets, explained.predicted
+            info = explained.info
             tag = f"{model.name}_{branch}"
             layers[tag] = info
             npz = out_dir / f"maps_{tag}.npz"
@@ -435,8 +452,6 @@ def run_activation_maps(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) 
             no_mass = measures[measures["cam_mass"].fillna(0) <= 0]
             info["samples_without_positive_evidence"] = len(no_mass)
             stats_rows += _statistics(cfg, measures, model.name, branch)
-            flow_size = model.input_size or bench.input_size
-            flow = load_inputs(samples, "flow", flow_size, cfg.run_dir / "inputs")
             written += [
                 npz,
                 regions,
@@ -444,7 +459,7 @@ def run_activation_maps(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) 
                     cfg,
                     samples,
                     maps,
-                    flow,
+                    explained.flow,
                     f"{model.name}, {branch} branch, Grad-CAM at {info['layer']} "
                     f"({info['feature_side']} px map), target {cam.target}",
                     out_dir / f"montage_{tag}.png",
