@@ -14,9 +14,10 @@ from PIL import Image
 from ethnicmer.config import ModelConfig, load_config
 from ethnicmer.errors import ConfigError, ModelError
 from ethnicmer.evaluation.training import build_model
+from ethnicmer.explain.attribution import attribute
 from ethnicmer.explain.au_regions import landmark_regions, region_measures, template_regions
 from ethnicmer.explain.gradcam import choose_layer, grad_cam
-from ethnicmer.explain.statistics import compare_groups
+from ethnicmer.explain.statistics import compare_groups, stratified_effect
 from ethnicmer.pipeline import run_stage
 from ethnicmer.stages import planned_stages
 from tests.conftest import write_config
@@ -105,6 +106,51 @@ def test_compare_groups_uses_subjects_as_the_unit() -> None:
     assert compare_groups(frame, "A", "B", 2000, 1000, 0)["p_permutation"] > 0.05
     small = frame[frame["subject_id"].isin(["s0", "s8", "s9"])]
     assert "not tested" in compare_groups(small, "A", "B", 200, 200, 0)["note"]
+
+
+def _crossed(effect_of: str, seed: int = 0) -> pd.DataFrame:
+    """24 subjects, both groups in both datasets; a shift of 1 follows ``effect_of``."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(24):
+        dataset, group = ("casme2" if s < 12 else "samm"), ("Asian" if s % 2 else "Non-Asian")
+        shift = {"ethnicity": group == "Asian", "dataset": dataset == "casme2"}.get(effect_of, 0)
+        for _ in range(3):
+            rows.append((dataset, f"s{s}", group, "Surprise", rng.normal(float(shift), 0.4)))
+    return pd.DataFrame(rows, columns=["dataset", "subject", "ethnicity", "label", "m"])
+
+
+@pytest.mark.parametrize("effect_of", ["ethnicity", "dataset", "nothing"])
+def test_attribution_names_the_variable_that_carries_the_effect(effect_of: str) -> None:
+    table = attribute(_crossed(effect_of), ["m"], "label", 2000, 0, 0.05)
+    row = table.iloc[0]
+    assert row["ethnicity_strata"] == "casme2,samm" and row["dataset_strata"] == "Asian,Non-Asian"
+    assert row["attribution"] == {"nothing": "neither"}.get(effect_of, effect_of)
+    if effect_of == "ethnicity":
+        assert row["ethnicity_effect"] == pytest.approx(1.0, abs=0.3)
+    if effect_of == "dataset":
+        assert row["dataset_effect"] == pytest.approx(1.0, abs=0.3)
+
+
+def test_attribution_on_the_real_layout_says_what_cannot_be_separated() -> None:
+    # CASME II holds Asian subjects only: ethnicity varies within SAMM alone
+    frame = _crossed("dataset")
+    frame = frame[~((frame["dataset"] == "casme2") & (frame["ethnicity"] == "Non-Asian"))]
+    row = attribute(frame, ["m"], "label", 2000, 0, 0.05).iloc[0]
+    assert row["ethnicity_strata"] == "samm" and row["dataset_strata"] == "Asian"
+    assert row["attribution"] == "dataset"
+    one_dataset = frame[frame["dataset"] == "casme2"]
+    assert attribute(one_dataset, ["m"], "label", 200, 0, 0.05).empty
+    verdict = stratified_effect(
+        frame[frame["ethnicity"] == "Asian"].assign(subject_id=lambda f: f["subject"], value=1.0),
+        "ethnicity",
+        "dataset",
+        "Asian",
+        "Non-Asian",
+        100,
+        0,
+    )
+    assert np.isnan(verdict["effect"]) and "not separable" in verdict["note"]
 
 
 # --- the whole stage on data with a planted group difference -----------------------------

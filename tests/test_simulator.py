@@ -20,11 +20,14 @@ from ethnicmer.stages import DATABASE
 from tests.conftest import synthetic_data_section, write_config
 
 
-def _simulate(out: Path, planted: bool, subjects: int = 4) -> pd.DataFrame:
+def _simulate(
+    out: Path, planted: bool, subjects: int = 4, planted_by: str = "group"
+) -> pd.DataFrame:
     cfg = SimulateConfig(
         out=out,
         kind="face",
         planted=planted,
+        planted_by=planted_by,
         subjects_per_dataset=subjects,
         samples_per_subject=6,
         frames_per_sample=7,
@@ -71,6 +74,18 @@ def test_without_planting_styles_do_not_follow_the_group(tmp_path: Path) -> None
     surprise = truth[truth["label"] == "Surprise"]
     styles = pd.crosstab(surprise["group"], surprise["style"])
     assert (styles.to_numpy() > 0).all(), styles  # both styles occur in both groups
+
+
+def test_styles_planted_by_dataset_follow_the_dataset_not_the_group(tmp_path: Path) -> None:
+    truth = _simulate(tmp_path / "sim", planted=True, subjects=4, planted_by="dataset")
+    surprise = truth[truth["label"] == "Surprise"]
+    assert set(surprise.loc[surprise["dataset"] == "casme2", "style"]) == {"upper"}
+    assert set(surprise.loc[surprise["dataset"] == "samm", "style"]) == {"jaw"}
+    # both groups sit in both datasets, so the groups share the same mix of styles
+    styles = pd.crosstab(surprise["group"], surprise["style"])
+    assert (styles.loc["A"] == styles.loc["B"]).all(), styles
+    planted = json.loads((tmp_path / "sim" / "truth.json").read_text())
+    assert planted["planted_by"] == "dataset" and planted["style_of"]["samm"] == "B"
 
 
 def test_simulated_study_reads_like_the_official_releases(tmp_path: Path) -> None:

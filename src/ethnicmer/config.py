@@ -142,6 +142,11 @@ class SimulateConfig(_Strict):
     out: Path
     kind: Literal["texture", "face"] = "texture"
     planted: bool = Field(default=True, description="face: plant the group motion styles")
+    planted_by: Literal["group", "dataset"] = Field(
+        default="group",
+        description="face: the styles follow the subject's group (A/B) or its dataset "
+        "(CASME II = style A, SAMM = style B; a confound control)",
+    )
     subjects_per_dataset: int = Field(default=4, ge=2)
     samples_per_subject: int = Field(default=3, ge=1)
     frames_per_sample: int = Field(default=8, ge=3)

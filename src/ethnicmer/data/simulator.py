@@ -28,7 +28,11 @@ scale ±8 %, shift ±4 px), brightness (±15 %) and sensor noise (σ 0.5–2 gre
 the default grouping) show Surprise with the upper face (AU1+2+5) and Positive
 with bilateral AU6+12; group B (race code 0, "White" → "Non-Asian") show Surprise
 with a jaw drop (AU26) and Positive with a one-sided AU12 (L or R). With
-``planted: false`` every sample draws its style at random, whatever the group.
+``planted_by: dataset`` the same two styles follow the dataset instead (CASME II
+subjects style A, SAMM subjects style B, whatever their group): groups are then
+balanced within each dataset and differ in nothing, the control for telling a
+group effect from a dataset effect (issue 9). With ``planted: false`` every
+sample draws its style at random, whatever the group or dataset.
 **The groups are labels with planted motion styles, not ethnicity.**
 """
 
@@ -211,7 +215,7 @@ def write_simulated_study(cfg: SimulateConfig, seed: int) -> list[str]:
     subjects of each dataset are group A (race code 2), half group B (race code 0).
 
     Args:
-        cfg: sizes and ``planted`` (group styles on or off).
+        cfg: sizes, ``planted`` (styles on or off) and ``planted_by`` (group or dataset).
         seed: seeds every draw; the same seed writes identical files.
 
     Returns:
@@ -241,7 +245,8 @@ def write_simulated_study(cfg: SimulateConfig, seed: int) -> list[str]:
             for k in range(cfg.samples_per_subject):
                 emotion = classes[k % 3]
                 if cfg.planted:
-                    style = STYLES[emotion][0 if group_a else 1]
+                    style_a = group_a if cfg.planted_by == "group" else dataset == "casme2"
+                    style = STYLES[emotion][0 if style_a else 1]
                 else:
                     style = STYLES[emotion][int(rng.integers(2))]
                 aus = style_action_units(emotion, style, rng)
@@ -320,9 +325,17 @@ def write_simulated_study(cfg: SimulateConfig, seed: int) -> list[str]:
             {
                 "seed": seed,
                 "planted": cfg.planted,
+                "planted_by": cfg.planted_by if cfg.planted else None,
                 "note": "groups are labels with planted motion styles, not ethnicity",
                 "group_race_code": {"A": 2, "B": 0},
                 "styles": {k: {"A": v[0], "B": v[1]} for k, v in STYLES.items()},
+                "style_of": (
+                    {"casme2": "A", "samm": "B"}
+                    if cfg.planted_by == "dataset"
+                    else {"group A": "A", "group B": "B"}
+                )
+                if cfg.planted
+                else "random per sample",
             },
             indent=2,
         )

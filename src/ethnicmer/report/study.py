@@ -167,7 +167,73 @@ def _confound_section(run_dir: Path) -> Section | None:
         "Read every ethnicity difference below against this table: a difference that "
         "appears overall but not within one dataset is as well explained by the dataset."
     )
+    for sentence in _control_sentences(run_dir) + _attribution_sentences(run_dir):
+        section.say(sentence)
     return section
+
+
+CONTROL_NAMES = {"dataset": "dataset context", "permuted_ethnicity": "permuted-ethnicity context"}
+
+
+def _control_sentences(run_dir: Path) -> list[str]:
+    """What the benchmark's control rows say about each ethnicity-context row (issue 9)."""
+    path = run_dir / "benchmark" / "summary.json"
+    if not path.is_file():
+        return []
+    summary = json.loads(path.read_text())
+    rows = {r["model"]: r for r in summary["table5"]}
+    controls = [r for r in rows.values() if r["context"] in CONTROL_NAMES]
+    if not controls:
+        return [
+            "The benchmark has no control row (context: dataset or permuted_ethnicity): "
+            "it cannot tell an ethnicity gain from a dataset gain."
+        ]
+    sentences = []
+    tests = {(c["a"], c["b"]): c for c in summary["comparisons"]}
+    for row in (r for r in rows.values() if r["context"] == "ethnicity"):
+        for control in controls:
+            if control["context_input"] != row["context_input"]:
+                continue
+            name = CONTROL_NAMES[control["context"]]
+            text = (
+                f"{row['model']} (ethnicity context) MF1 {row['macro_f1']:.3f} vs "
+                f"{control['model']} ({name}) {control['macro_f1']:.3f}"
+            )
+            test = tests.get((row["model"], control["model"]))
+            if test is not None:
+                text += f" (paired p = {test['p_permutation']:.3f})"
+            if row["macro_f1"] <= control["macro_f1"]:
+                text += (
+                    f": the ethnicity context gains no more than the {name}; "
+                    "its gain cannot be credited to ethnicity."
+                )
+            elif test is None or test["p_permutation"] >= 0.05:
+                text += (
+                    f": higher, but not significantly; not evidence of an ethnicity effect "
+                    f"beyond the {name}."
+                )
+            else:
+                text += f": the ethnicity context beats the {name} significantly."
+            sentences.append(text)
+    return sentences
+
+
+def _attribution_sentences(run_dir: Path) -> list[str]:
+    """How many activation-map claim measures point to ethnicity, dataset, both, neither."""
+    path = run_dir / "cam" / "attribution.csv"
+    try:
+        table = pd.read_csv(path)
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return []
+    if table.empty:
+        return []
+    counts = table["attribution"].value_counts()
+    listed = ", ".join(f"{name}: {n}" for name, n in counts.items())
+    return [
+        "Activation-map claim measures, tested for ethnicity within dataset and dataset "
+        f"within ethnicity (stratified permutation over subjects; {len(table)} tests): "
+        f"{listed}. See the attribution table in the activation-map section."
+    ]
 
 
 def _prima_facie_section(run_dir: Path) -> Section | None:
@@ -246,6 +312,11 @@ def _cam_section(run_dir: Path) -> Section | None:
             if supported
             else "."
         )
+    )
+    section.table(
+        folder / "attribution.csv",
+        "Is it ethnicity or dataset? Ethnicity effect within dataset and dataset effect "
+        "within ethnicity per claim measure (stratified permutation over subjects)",
     )
     section.table(
         folder / "coded_aus.csv",

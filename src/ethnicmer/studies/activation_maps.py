@@ -22,6 +22,8 @@ The paper's four visual claims, each mapped to one measure and direction:
 Outputs under ``runs/<study>/cam/``: ``maps_<row>_<branch>.npz`` (sample keys,
 maps, targets), ``regions_<row>_<branch>.csv`` (per-sample measures),
 ``landmarks.csv``, ``statistics.{csv,md,tex}``, ``claims.{csv,md,tex}``,
+``attribution.{csv,md,tex}`` (per claim measure: the ethnicity effect within
+dataset and the dataset effect within ethnicity, :mod:`ethnicmer.explain.attribution`),
 ``coded_aus.{csv,md,tex}``, ``montage_<row>_<branch>.png``, ``regions.png``,
 ``summary.json``.
 """
@@ -45,6 +47,7 @@ from ethnicmer.errors import ModelError
 from ethnicmer.evaluation.inputs import load_inputs
 from ethnicmer.evaluation.protocols import context_labels, loso_folds, subject_ids
 from ethnicmer.evaluation.training import build_model
+from ethnicmer.explain.attribution import attribute
 from ethnicmer.explain.au_regions import MEASURES, landmark_regions, region_measures
 from ethnicmer.explain.au_regions import template_regions as template_masks
 from ethnicmer.explain.figures import montage, region_legend
@@ -341,6 +344,22 @@ def _claims(stats: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _claim_attribution(attribution: pd.DataFrame) -> pd.DataFrame:
+    """The attribution rows of the four claims' (emotion, measure), claim named first."""
+    if attribution.empty or "label" not in attribution:
+        return pd.DataFrame()
+    parts = []
+    for claim in CLAIMS:
+        match = attribution[
+            (attribution["label"] == claim["emotion"])
+            & (attribution["measure"] == claim["measure"])
+        ]
+        parts.append(match.assign(claim=claim["claim"]))
+    table = pd.concat(parts, ignore_index=True).rename(columns={"label": "emotion"})
+    first = ["claim", "model", "branch", "emotion", "measure"]
+    return table[first + [c for c in table.columns if c not in first]]
+
+
 def _background(sample: pd.Series, flow: np.ndarray) -> np.ndarray:
     path = sample.get("apex_crop_path") or ""
     if path:
@@ -417,6 +436,7 @@ def run_activation_maps(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) 
     landmarks.to_csv(written[0], index=False)
     keys = samples[["dataset", "subject", "filename"]]
     stats_rows: list[dict[str, Any]] = []
+    attribution_parts: list[pd.DataFrame] = []
     layers: dict[str, Any] = {}
     for model in rows:
         for branch in cam.branches:
@@ -452,6 +472,15 @@ def run_activation_maps(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) 
             no_mass = measures[measures["cam_mass"].fillna(0) <= 0]
             info["samples_without_positive_evidence"] = len(no_mass)
             stats_rows += _statistics(cfg, measures, model.name, branch)
+            attributed = attribute(
+                measures[measures["label"].isin(cam.emotions)],
+                sorted({claim["measure"] for claim in CLAIMS}),
+                "label",
+                cam.permutations,
+                cfg.seed,
+                ALPHA,
+            )
+            attribution_parts.append(attributed.assign(model=model.name, branch=branch))
             written += [
                 npz,
                 regions,
@@ -477,6 +506,13 @@ def run_activation_maps(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) 
     )
     claims = _claims(stats) if not stats.empty else pd.DataFrame()
     written += write_table(claims, out_dir / "claims", "The paper's visual claims (IV-C), measured")
+    attribution = _claim_attribution(pd.concat(attribution_parts, ignore_index=True))
+    written += write_table(
+        attribution,
+        out_dir / "attribution",
+        "Ethnicity within dataset vs dataset within ethnicity, per claim measure "
+        "(stratified permutation over subjects)",
+    )
     coded = au_feature_table(samples[samples["action_units"].fillna("") != ""])
     written += write_table(
         coded, out_dir / "coded_aus", "Coded action units per ethnicity group (Fisher's exact test)"
@@ -490,6 +526,7 @@ def run_activation_maps(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) 
             "target": cam.target,
             "region_sources": landmarks["region_source"].value_counts().to_dict(),
             "claims": json.loads(claims.to_json(orient="records")),
+            "attribution": json.loads(attribution.to_json(orient="records")),
             "coded_aus": json.loads(coded.to_json(orient="records")),
         },
     )
