@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -10,6 +11,7 @@ from typer.testing import CliRunner
 import ethnicmer.evaluation.executors as executors
 from ethnicmer.cli import app
 from ethnicmer.config import load_config
+from ethnicmer.evaluation.decoding import decoding_scores
 from ethnicmer.pipeline import run_stage
 from ethnicmer.stages import BENCHMARK, DATABASE
 from tests.conftest import tiny_benchmark_config
@@ -70,6 +72,12 @@ def test_tiny_benchmark_tables(tiny_megc: Path, tmp_path: Path):
     assert not cell["comparable"] and "fewer than 5" in cell["note"]
     assert (out / "confusion_dual.png").stat().st_size > 1000
     assert (out / "table5.tex").read_text().startswith("\\begin{table}")
+    decoding = pd.read_csv(out / "context_decoding.csv")
+    assert decoding[["model", "seed"]].drop_duplicates().values.tolist() == [
+        ["dual", 0],
+        ["dual", 1],
+    ]
+    assert decoding["balanced_accuracy"].dropna().between(0, 1).all()
     checkpoints = list((out / "models" / "dual" / "seed-0" / "checkpoints").glob("*.pt"))
     assert len(checkpoints) == 6
 
@@ -195,12 +203,33 @@ def test_real_data_smoke_every_table5_row(
         "resnet18-dual-flow",
         "resnet18-dual-rgb",
         "resnet18-tinyvit-rgb",
+        "control-dataset-context",
+        "control-permuted-ethnicity",
     ]
     assert table["macro_f1"].between(0, 1).all()
+    decoding = pd.read_csv(cfg.run_dir / "benchmark" / "context_decoding.csv")
+    assert set(decoding["model"]) == set(table["model"]) - {"resnet18-motion"}
+    assert set(decoding["scope"]) == {"all", "within casme2"}  # both folds are CASME II
     predictions = _predictions(cfg.run_dir)
     assert set(predictions["fold"]) == {"casme2/sub01", "casme2/sub02"}
     samples = pd.read_parquet(cfg.run_dir / "database" / "samples.parquet")
     held_out = samples[
         (samples["dataset"] == "casme2") & samples["subject"].isin(["sub01", "sub02"])
     ]
-    assert len(predictions) == 4 * len(held_out) == 4 * (3 + 9)
+    assert len(predictions) == 6 * len(held_out) == 6 * (3 + 9)
+
+
+def test_context_decoding_is_tested_over_subjects():
+    rng = np.random.default_rng(0)
+    rows = []
+    for s in range(16):
+        label = s % 2
+        for _ in range(4):
+            rows.append((f"s{s}", label, label if rng.random() < 0.9 else 1 - label))
+    frame = pd.DataFrame(rows, columns=["subject_id", "context_true", "context_pred"])
+    decoded = decoding_scores(frame, 500, 0)
+    assert decoded["balanced_accuracy"] > 0.8 and decoded["p_permutation"] < 0.01
+    frame["context_pred"] = rng.integers(0, 2, len(frame))
+    assert decoding_scores(frame, 500, 0)["p_permutation"] > 0.05
+    one_class = frame[frame["context_true"] == 0]
+    assert "one class" in decoding_scores(one_class, 10, 0)["note"]

@@ -167,7 +167,10 @@ def _confound_section(run_dir: Path) -> Section | None:
         "Read every ethnicity difference below against this table: a difference that "
         "appears overall but not within one dataset is as well explained by the dataset."
     )
-    for sentence in _control_sentences(run_dir) + _attribution_sentences(run_dir):
+    sentences = (
+        _control_sentences(run_dir) + _decoding_sentences(run_dir) + _attribution_sentences(run_dir)
+    )
+    for sentence in sentences:
         section.say(sentence)
     return section
 
@@ -215,6 +218,32 @@ def _control_sentences(run_dir: Path) -> list[str]:
             else:
                 text += f": the ethnicity context beats the {name} significantly."
             sentences.append(text)
+    return sentences
+
+
+def _decoding_sentences(run_dir: Path) -> list[str]:
+    """Whether each ethnicity head decodes the group overall and within a dataset."""
+    path = run_dir / "benchmark" / "summary.json"
+    if not path.is_file():
+        return []
+    decoding = pd.DataFrame(json.loads(path.read_text()).get("context_decoding", []))
+    if decoding.empty:
+        return []
+    sentences = []
+    for (model, seed), part in decoding[decoding["context"] == "ethnicity"].groupby(
+        ["model", "seed"], sort=False
+    ):
+        scores = [
+            f"{r['scope']} {r['balanced_accuracy']:.2f} (p = {r['p_permutation']:.3f})"
+            for _, r in part.iterrows()
+            if not np.isnan(r["p_permutation"])
+        ]
+        if scores:
+            sentences.append(
+                f"{model} (seed {seed}): its ethnicity head's balanced accuracy on unseen "
+                f"subjects (chance 0.50): {'; '.join(scores)}. Decoding over all samples "
+                "but not within a dataset is decoding of the dataset."
+            )
     return sentences
 
 
@@ -276,6 +305,11 @@ def _benchmark_section(run_dir: Path) -> Section | None:
     section.table(
         folder / "groups.csv",
         "Macro-F1 per ethnicity group, dataset and cell (marked cells not comparable)",
+    )
+    section.table(
+        folder / "context_decoding.csv",
+        "Context head on unseen subjects: balanced accuracy vs chance (permutation over "
+        "subjects), over all samples and within each dataset",
     )
     for row in summary["table5"]:
         section.figure(

@@ -27,6 +27,7 @@ import pandas as pd
 from ethnicmer import __version__
 from ethnicmer.config import BenchmarkConfig, ModelConfig, StudyConfig
 from ethnicmer.data.emotions import EMOTION_CLASSES
+from ethnicmer.evaluation.decoding import context_decoding
 from ethnicmer.evaluation.executors import default_threads, execute
 from ethnicmer.evaluation.inputs import load_inputs
 from ethnicmer.evaluation.metrics import bootstrap_ci, classification_scores, macro_f1, paired_test
@@ -359,6 +360,18 @@ def summarise_benchmark(
         out_dir / "comparisons",
         "Paired comparisons (A - B), bootstrap and permutation over subjects",
     )
+    decoding = context_decoding(
+        predictions,
+        {m.name: m.context for m in bench.models if m.context != "none"},
+        bench.bootstrap,
+        cfg.seed,
+    )
+    written += write_table(
+        decoding,
+        out_dir / "context_decoding",
+        "Context head on unseen (LOSO test) subjects: balanced accuracy vs chance, "
+        "over all samples and within each dataset (permutation over subjects)",
+    )
     all_predictions = out_dir / "predictions.csv"
     predictions.to_csv(all_predictions, index=False)
     written.append(all_predictions)
@@ -371,6 +384,7 @@ def summarise_benchmark(
             "full_loso": int(predictions["fold"].nunique()) == len(set(subject_ids(samples))),
             "table5": table.to_dict(orient="records"),
             "comparisons": comparison_frame.to_dict(orient="records"),
+            "context_decoding": json.loads(decoding.to_json(orient="records")),
         },
     )
     written.append(summary)
