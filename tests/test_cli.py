@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -74,6 +75,72 @@ def test_demo_runs_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     assert (
         "| resnet18-motion" in markdown and "](benchmark/confusion_resnet18-motion.png)" in markdown
     )
+    assert "Is it ethnicity or dataset?" in markdown and "Integrated Gradients" in markdown
+
+    # The planted effect (configs/demo.yaml, runs/demo/data/truth.json): group A
+    # ("Asian") moves the upper face in Surprise and both lip corners + cheeks in
+    # Positive; group B ("Non-Asian") drops the jaw in Surprise and lifts one lip
+    # corner in Positive. Groups are balanced within each dataset. The activation
+    # maps of the benchmark's fold models must find all four differences, in the
+    # planted direction, and put them on the group, not on the dataset.
+    _assert_planted_styles(Path(first["run_dir"]), found=True)
+
+
+def _motion_row_claims(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The motion-only row's Integrated Gradients claims (all samples) and attributions."""
+    claims = pd.read_csv(run_dir / "cam" / "claims.csv")
+    claims = claims[
+        (claims["model"] == "resnet18-motion")
+        & (claims["method"] == "integrated_gradients")
+        & (claims["scope"] == "all")
+    ]
+    attribution = pd.read_csv(run_dir / "cam" / "attribution.csv")
+    attribution = attribution[
+        (attribution["model"] == "resnet18-motion")
+        & (attribution["method"] == "integrated_gradients")
+    ]
+    assert len(claims) == len(attribution) == 4
+    return claims, attribution
+
+
+def _assert_planted_styles(run_dir: Path, found: bool) -> None:
+    claims, attribution = _motion_row_claims(run_dir)
+    if found:
+        assert (claims["verdict"] == "supported").all(), claims
+        assert (claims["difference_expected_direction"] > 0).all()
+        assert (attribution["p_ethnicity"] < 0.05).all(), attribution
+        assert set(attribution["ethnicity_strata"]) == {"casme2,samm"}
+    else:
+        assert not (claims["verdict"] == "supported").any(), claims
+        assert (attribution["p_ethnicity"] >= 0.05).all(), attribution
+
+
+def test_demo_control_styles_planted_by_dataset_are_not_a_group_effect(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The demo with the same styles planted by dataset (CASME II = A, SAMM = B).
+
+    No group difference is planted, so none may be found; the dataset difference
+    is, and the attribution puts it on the dataset (issue 9). Motion-only row and
+    Integrated Gradients only, to keep CI short.
+    """
+    monkeypatch.chdir(tmp_path)
+    config = yaml.safe_load(demo_config_path().read_text())
+    config["simulate"]["planted_by"] = "dataset"
+    config["stages"].pop("prima_facie")
+    config["stages"]["benchmark"]["models"] = config["stages"]["benchmark"]["models"][:1]
+    config["stages"]["cam"].update(branches=["emotion"], methods=["integrated_gradients"])
+    path = tmp_path / "control.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = _json(runner.invoke(app, ["run", str(path), "--json"]))
+    run_dir = Path(result["run_dir"])
+    truth = json.loads((tmp_path / "runs" / "demo" / "data" / "truth.json").read_text())
+    assert truth["planted_by"] == "dataset"
+    _assert_planted_styles(run_dir, found=False)
+    _, attribution = _motion_row_claims(run_dir)
+    surprise = attribution[attribution["emotion"] == "Surprise"]
+    assert (surprise["p_dataset"] < 0.05).all(), surprise
+    assert set(surprise["attribution"]) == {"dataset"}
 
 
 def test_demo_config_is_the_shipped_configs_demo():

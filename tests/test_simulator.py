@@ -16,7 +16,7 @@ from ethnicmer.config import SimulateConfig, load_config
 from ethnicmer.data.simulator import action_unit_motions, displacement, write_simulated_study
 from ethnicmer.errors import ConfigError
 from ethnicmer.pipeline import run_stage
-from ethnicmer.stages import DATABASE
+from ethnicmer.stages import DATABASE, FLOW, samples_with_flows
 from tests.conftest import synthetic_data_section, write_config
 
 
@@ -104,6 +104,23 @@ def test_simulated_study_reads_like_the_official_releases(tmp_path: Path) -> Non
     assert list(groups["A"]) == ["Asian"] and list(groups["B"]) == ["Non-Asian"]
     assert (samples["apex"] - samples["onset"] == 3).all()
     assert json.loads((out / "truth.json").read_text())["planted"] is True
+
+    # the flow stage keeps each sample's aligned apex crop and its landmarks
+    flow_cfg = load_config(
+        write_config(
+            tmp_path,
+            {"study": "sim", "data": data, "stages": {"flow": {"crop_size": 96, "workers": 1}}},
+        )
+    )
+    run_stage(FLOW, flow_cfg)
+    attached = samples_with_flows(flow_cfg)
+    assert len(attached) == 24 and (attached["landmarks_path"] != "").all()
+    crop = cv2.imread(attached["apex_crop_path"].iloc[0], cv2.IMREAD_GRAYSCALE)
+    assert crop.shape == (96, 96)
+    landmarks = np.load(attached["landmarks_path"].iloc[0])
+    assert landmarks.shape == (68, 2) and 0 <= landmarks.min() and landmarks.max() <= 1
+    # the mouth sits below the eyes, inside the crop the flow image frames
+    assert landmarks[48:68, 1].mean() > landmarks[36:48, 1].mean() + 0.2
 
 
 def test_action_unit_sides_follow_the_subject() -> None:

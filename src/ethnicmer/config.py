@@ -355,6 +355,13 @@ class CamConfig(_Strict):
         min_length=1,
         description="emotion: the flow backbone; context: the context backbone (dual rows)",
     )
+    methods: list[Literal["gradcam", "integrated_gradients"]] = Field(
+        default_factory=lambda: ["gradcam"],
+        min_length=1,
+        description="gradcam: the paper's maps (captum LayerGradCam); integrated_gradients: "
+        "input-pixel attribution from a motion-free baseline (ethnicmer.explain.saliency)",
+    )
+    ig_steps: int = Field(default=16, ge=2, description="integrated_gradients: path points")
     layer: str = Field(
         default="auto",
         description="target layer (resnet18: layer1..layer4; tiny_vit: stages.0..stages.3); "
@@ -365,8 +372,8 @@ class CamConfig(_Strict):
     emotions: list[str] = Field(default_factory=lambda: ["Positive", "Surprise"], min_length=1)
     landmarks: Literal["auto", "template"] = Field(
         default="auto",
-        description="auto: dlib 68 landmarks on the apex crop when one exists, "
-        "else the canonical template",
+        description="auto: the flow stage's landmarks of the aligned crop, else dlib 68 "
+        "landmarks on the apex crop when one exists, else the canonical template",
     )
     permutations: int = Field(default=10000, ge=100, description="permutations over subjects")
     bootstrap: int = Field(default=2000, ge=100, description="bootstrap resamples over subjects")

@@ -136,21 +136,41 @@ def load_cached(path: Path, size: int) -> np.ndarray | None:
     return image
 
 
+def companion_paths(flow_path: Path) -> tuple[Path, Path]:
+    """The apex crop (``<key>.apex.png``) and landmarks (``<key>.landmarks.npy``) of a flow."""
+    stem = Path(flow_path).with_suffix("")
+    return stem.with_suffix(".apex.png"), stem.with_suffix(".landmarks.npy")
+
+
 def cached_flow(
     onset_path: Path, apex_path: Path, settings: FlowSettings, cache_dir: Path, where: str
 ) -> Path:
     """Compute (or reuse) one sample's flow image; return its ``.npy`` cache path.
+
+    Beside the flow image the cache keeps the sample's aligned apex crop
+    (``<key>.apex.png``, ``(crop_size, crop_size)`` uint8 grey: the face exactly as
+    the flow image frames it) and, with ``align: dlib``, its 68 onset landmarks in
+    that crop (``<key>.landmarks.npy``, ``(68, 2)`` float64, x and y divided by
+    ``crop_size`` so that they hold for any resize of the crop). An entry missing
+    either companion is recomputed.
 
     Raises:
         DataError: a frame is unreadable or has no face.
     """
     key = cache_key(onset_path, apex_path, settings)
     path = Path(cache_dir) / key[:2] / f"{key}.npy"
-    if load_cached(path, settings.size) is not None:
+    apex_png, landmarks_npy = companion_paths(path)
+    complete = apex_png.is_file() and (settings.align != "dlib" or landmarks_npy.is_file())
+    if complete and load_cached(path, settings.size) is not None:
         return path
     result = flow_from_frames(read_gray(onset_path), read_gray(apex_path), settings, where)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(tmp, result.image)
-    os.replace(tmp, path)
+    tmp = f".{os.getpid()}.tmp"
+    if result.landmarks is not None:
+        np.save(landmarks_npy.with_suffix(f"{tmp}.npy"), result.landmarks / settings.crop_size)
+        os.replace(landmarks_npy.with_suffix(f"{tmp}.npy"), landmarks_npy)
+    cv2.imwrite(str(apex_png.with_suffix(f"{tmp}.png")), result.apex_crop)
+    os.replace(apex_png.with_suffix(f"{tmp}.png"), apex_png)
+    np.save(path.with_suffix(f"{tmp}.npy"), result.image)  # last: it marks the entry done
+    os.replace(path.with_suffix(f"{tmp}.npy"), path)
     return path

@@ -23,7 +23,7 @@ import pandas as pd
 from ethnicmer.data.megc import APEX_DIR, CSV_NAME, FLOW_DIR
 from ethnicmer.data.subjects import format_key
 from ethnicmer.errors import DataError, EthnicmerError
-from ethnicmer.flow.compute import FlowSettings, cached_flow, read_gray
+from ethnicmer.flow.compute import FlowSettings, cached_flow, companion_paths, read_gray
 from ethnicmer.flow.image import save_megc_png
 from ethnicmer.progress import progress
 
@@ -46,8 +46,10 @@ def compute_flows(
 
     Returns:
         ``(flows, exclusions)``: ``flows`` has ``dataset, subject, filename,
-        flow_path`` (``.npy``, ``(3, size, size)`` float32); ``exclusions`` lists
-        samples whose flow failed with the reason.
+        flow_path`` (``.npy``, ``(3, size, size)`` float32), ``apex_crop_path``
+        (the aligned apex crop, grey PNG) and ``landmarks_path`` (``(68, 2)``
+        onset landmarks in that crop, normalised to [0, 1]; empty with
+        ``align: none``); ``exclusions`` lists samples whose flow failed with the reason.
 
     Raises:
         DataError: with ``on_problem: error``, every failing sample and its reason.
@@ -75,7 +77,14 @@ def compute_flows(
     keys = todo[["dataset", "subject", "filename"]].reset_index(drop=True)
     paths = [p for p, _ in results]
     errors = [e for _, e in results]
-    flows = keys.assign(flow_path=paths)[[bool(p) for p in paths]].reset_index(drop=True)
+    crops = [companion_paths(Path(p)) if p else (Path(), Path()) for p in paths]
+    flows = keys.assign(
+        flow_path=paths,
+        apex_crop_path=[str(c) if p else "" for p, (c, _) in zip(paths, crops, strict=True)],
+        landmarks_path=[
+            str(lm) if p and lm.is_file() else "" for p, (_, lm) in zip(paths, crops, strict=True)
+        ],
+    )[[bool(p) for p in paths]].reset_index(drop=True)
     failed = keys.assign(reason=errors)[[bool(e) for e in errors]].reset_index(drop=True)
     if on_problem == "error" and not failed.empty:
         listed = "\n  ".join(failed["reason"].head(25))
@@ -123,19 +132,23 @@ def export_megc_layout(samples: pd.DataFrame, flows: pd.DataFrame, root: Path) -
 def attach_flows(
     samples: pd.DataFrame, flows: pd.DataFrame | None, exclusions: pd.DataFrame | None
 ) -> pd.DataFrame:
-    """Samples with ``flow_path`` filled from the flow stage; failed samples removed.
+    """Samples with ``flow_path``, ``apex_crop_path`` and ``landmarks_path`` filled from
+    the flow stage where empty (a MEGC set keeps its own); failed samples removed.
 
     The removed samples are those listed in the flow stage's ``exclusions.csv``.
     """
     if flows is None or flows.empty:
         out = samples
     else:
-        lookup = flows.set_index(["dataset", "subject", "filename"])["flow_path"]
         index = pd.MultiIndex.from_frame(samples[["dataset", "subject", "filename"]])
-        filled = lookup.reindex(index).fillna("").to_numpy()
-        out = samples.assign(
-            flow_path=np.where(samples["flow_path"].fillna("") == "", filled, samples["flow_path"])
-        )
+        lookup = flows.set_index(["dataset", "subject", "filename"])
+        out = samples.copy()
+        for column in ("flow_path", "apex_crop_path", "landmarks_path"):
+            if column not in lookup:  # a flows.csv written before the column existed
+                continue
+            filled = lookup[column].reindex(index).fillna("").to_numpy()
+            current = out[column].fillna("").to_numpy() if column in out else np.full(len(out), "")
+            out[column] = np.where(current == "", filled, current)
     if exclusions is not None and not exclusions.empty:
         dropped = pd.MultiIndex.from_frame(exclusions[["dataset", "subject", "filename"]])
         keep = ~pd.MultiIndex.from_frame(out[["dataset", "subject", "filename"]]).isin(dropped)

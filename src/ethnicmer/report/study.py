@@ -325,9 +325,15 @@ def _cam_section(run_dir: Path) -> Section | None:
     summary = json.loads((folder / "summary.json").read_text())
     section = Section("Activation maps (Figures 3-4) as statistics", "cam")
     for tag, info in summary["layers"].items():
+        how = (
+            f"Integrated Gradients ({info.get('steps')} steps, motion-free baseline) on the "
+            f"{info['input_side']} px input"
+            if info.get("method") == "integrated_gradients"
+            else f"Grad-CAM at {info['layer']} ({info['feature_side']} px feature map on a "
+            f"{info['input_side']} px input)"
+        )
         section.say(
-            f"{tag}: Grad-CAM at {info['layer']} ({info['feature_side']} px feature map on a "
-            f"{info['input_side']} px input); {info['samples_without_positive_evidence']} "
+            f"{tag}: {how}; {info['samples_without_positive_evidence']} "
             "sample(s) had no positive evidence (no measure)."
         )
     sources = ", ".join(f"{k}: {v}" for k, v in summary["region_sources"].items())
@@ -341,7 +347,9 @@ def _cam_section(run_dir: Path) -> Section | None:
         + (
             ": "
             + "; ".join(
-                f"{c['claim']} ({c['model']}, {c['branch']}, {c['scope']})" for c in supported
+                f"{c['claim']} ({c['model']}, {c['branch']}, {c.get('method', 'gradcam')}, "
+                f"{c['scope']})"
+                for c in supported
             )
             if supported
             else "."
@@ -363,7 +371,7 @@ def _cam_section(run_dir: Path) -> Section | None:
     )
     section.figure(folder / "regions.png", "AU regions (template)")
     for tag in summary["layers"]:
-        section.figure(folder / f"montage_{tag}.png", f"Grad-CAM montage, {tag}")
+        section.figure(folder / f"montage_{tag}.png", f"Activation-map montage, {tag}")
     return section
 
 

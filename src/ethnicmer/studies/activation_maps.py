@@ -2,11 +2,14 @@
 
 The paper reads Grad-CAM maps by eye. Here every test sample of the benchmark is
 explained by the model of its own LOSO fold (the model that never saw its
-subject), the map's mass is measured in action-unit regions
+subject) with Grad-CAM (``methods: [gradcam]``, the paper's) and, as configured,
+Integrated Gradients from a motion-free baseline (:mod:`ethnicmer.explain.saliency`;
+on the simulator Grad-CAM at 28 px misses the planted styles and Integrated
+Gradients finds them), the map's mass is measured in action-unit regions
 (:mod:`ethnicmer.explain.au_regions`), and per emotion the groups are compared
 over subjects (:mod:`ethnicmer.explain.statistics`), over all samples and within
 each dataset (ethnicity and dataset are confounded in CASME II + SAMM). The
-measures of one (row, branch, emotion, scope) are a family: ``p_holm`` adjusts
+measures of one (row, branch, method, emotion, scope) are a family: ``p_holm`` adjusts
 their p-values (Holm); the four claims below were stated before looking and are
 judged on their own permutation p-values. The
 coders' action units from the sheets are counted beside them
@@ -19,12 +22,13 @@ The paper's four visual claims, each mapped to one measure and direction:
 - Surprise: non-Asians activate AU26 → ``mouth_jaw_share`` Non-Asian > Asian;
 - Surprise: Asians the upper face (AU1/2/5) → ``upper_face_share`` Asian > Non-Asian.
 
-Outputs under ``runs/<study>/cam/``: ``maps_<row>_<branch>.npz`` (sample keys,
-maps, targets), ``regions_<row>_<branch>.csv`` (per-sample measures),
+Outputs under ``runs/<study>/cam/`` (``<tag>`` = ``<row>_<branch>`` for Grad-CAM,
+``<row>_<branch>_ig`` for Integrated Gradients): ``maps_<tag>.npz`` (sample keys,
+maps, targets), ``regions_<tag>.csv`` (per-sample measures),
 ``landmarks.csv``, ``statistics.{csv,md,tex}``, ``claims.{csv,md,tex}``,
 ``attribution.{csv,md,tex}`` (per claim measure: the ethnicity effect within
 dataset and the dataset effect within ethnicity, :mod:`ethnicmer.explain.attribution`),
-``coded_aus.{csv,md,tex}``, ``montage_<row>_<branch>.png``, ``regions.png``,
+``coded_aus.{csv,md,tex}``, ``montage_<tag>.png``, ``regions.png``,
 ``summary.json``.
 """
 
@@ -52,6 +56,7 @@ from ethnicmer.explain.au_regions import MEASURES, landmark_regions, region_meas
 from ethnicmer.explain.au_regions import template_regions as template_masks
 from ethnicmer.explain.figures import montage, region_legend
 from ethnicmer.explain.gradcam import choose_layer, grad_cam
+from ethnicmer.explain.saliency import integrated_gradients
 from ethnicmer.explain.statistics import compare_groups
 from ethnicmer.flow.align import crop_landmarks
 from ethnicmer.pipeline import write_json_atomic
@@ -94,9 +99,14 @@ ALPHA = 0.05
 
 
 def _sample_landmarks(samples: pd.DataFrame, mode: str) -> pd.DataFrame:
-    """Normalised landmarks (x/W, y/H in [0, 1]) per sample, with their source."""
+    """Normalised landmarks (x/W, y/H in [0, 1]) per sample, with their source.
+
+    ``auto``: the flow stage's landmarks of the aligned crop (the face exactly as
+    the flow image frames it), else dlib on the apex crop, else the template.
+    """
     rows = []
     crops = samples["apex_crop_path"].fillna("") if "apex_crop_path" in samples else None
+    aligned = samples["landmarks_path"].fillna("") if "landmarks_path" in samples else None
     for i in progress(range(len(samples)), "landmarks on apex crops"):
         row = samples.iloc[i]
         record: dict[str, Any] = {
@@ -105,6 +115,13 @@ def _sample_landmarks(samples: pd.DataFrame, mode: str) -> pd.DataFrame:
             "filename": row["filename"],
         }
         path = "" if crops is None else crops.iloc[i]
+        if mode != "template" and aligned is not None and aligned.iloc[i]:
+            points = np.load(aligned.iloc[i])
+            record["region_source"] = "landmarks (flow stage, onset)"
+            for k in range(68):
+                record[f"x{k}"], record[f"y{k}"] = points[k]
+            rows.append(record)
+            continue
         if mode == "template" or not path:
             record["region_source"] = "template"
             rows.append(record)
@@ -143,16 +160,17 @@ def _rows(cfg: StudyConfig, cam: CamConfig) -> list[ModelConfig]:
 
 @dataclass(frozen=True)
 class RowMaps:
-    """Grad-CAM of one row and branch over every sample (rows in samples order).
+    """Activation maps of one row and branch over every sample (rows in samples order).
 
     Attributes:
-        maps: ``(N, S, S)`` float32 non-negative maps at the branch's input side S.
+        maps: method (``gradcam``, ``integrated_gradients``) → ``(N, S, S)`` float32
+            non-negative maps at the branch's input side S.
         targets: ``(N,)`` int64 class explained; predicted: ``(N,)`` int64 prediction.
         flow: ``(N, 3, H, W)`` float32 flow images the row reads (figure backgrounds).
         info: target layer, its feature-map side, input side, checks.
     """
 
-    maps: np.ndarray
+    maps: dict[str, np.ndarray]
     targets: np.ndarray
     predicted: np.ndarray
     flow: np.ndarray
@@ -166,7 +184,8 @@ def _explain_row(
     samples: pd.DataFrame,
     bench_dir: Path,
 ) -> RowMaps:
-    """Grad-CAM of one row (dual or motion-only) and branch with each fold's model."""
+    """Every configured map (Grad-CAM, Integrated Gradients) of one row and branch,
+    each test sample by the model of its own fold."""
     bench = cfg.stages.benchmark
     cam = cfg.stages.cam
     assert bench is not None and cam is not None
@@ -187,12 +206,12 @@ def _explain_row(
     folds = loso_folds(samples, bench.test_subjects, bench.max_folds)
     model_dir = bench_dir / "models" / model.name / f"seed-{seed}"
     side = flow.shape[-1] if branch == "emotion" else context_input.shape[-1]  # type: ignore[union-attr]
-    maps = np.full((len(samples), side, side), np.nan, dtype=np.float32)
+    maps = {m: np.full((len(samples), side, side), np.nan, np.float32) for m in cam.methods}
     targets = np.full(len(samples), -1, dtype=np.int64)
     predicted = np.full(len(samples), -1, dtype=np.int64)
     layer_info: dict[str, Any] = {}
     mismatched = 0
-    for fold in progress(folds, f"Grad-CAM {model.name} ({branch})"):
+    for fold in progress(folds, f"activation maps {model.name} ({branch})"):
         checkpoint = model_dir / "checkpoints" / f"{fold.slug}.pt"
         if not checkpoint.is_file():
             raise ModelError(
@@ -220,7 +239,12 @@ def _explain_row(
             saved = pd.read_csv(fold_file, dtype={"subject": str})["y_pred"].to_numpy()
             mismatched += int((saved != pred.numpy()).sum())
         target = torch.from_numpy(labels[fold.test]) if cam.target == "truth" else pred
-        maps[fold.test] = grad_cam(net, test_flow, test_ctx, target, branch, layer_info["layer"])
+        for method in cam.methods:
+            maps[method][fold.test] = (
+                grad_cam(net, test_flow, test_ctx, target, branch, layer_info["layer"])
+                if method == "gradcam"
+                else integrated_gradients(net, test_flow, test_ctx, target, branch, cam.ig_steps)
+            )
         targets[fold.test] = target.numpy()
         predicted[fold.test] = pred.numpy()
     layer_info["predictions_differing_from_benchmark"] = mismatched
@@ -251,7 +275,7 @@ def _group_order(groups: list[str]) -> list[str]:
 
 
 def _statistics(
-    cfg: StudyConfig, measures: pd.DataFrame, row: str, branch: str
+    cfg: StudyConfig, measures: pd.DataFrame, row: str, branch: str, method: str
 ) -> list[dict[str, Any]]:
     cam = cfg.stages.cam
     assert cam is not None
@@ -281,6 +305,7 @@ def _statistics(
                     {
                         "model": row,
                         "branch": branch,
+                        "method": method,
                         "emotion": emotion,
                         "scope": scope,
                         "measure": measure,
@@ -303,7 +328,9 @@ def _holm(p_values: pd.Series) -> pd.Series:
 def _claims(stats: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for claim in CLAIMS:
-        for (model, branch), part in stats.groupby(["model", "branch"], sort=False):
+        for (model, branch, method), part in stats.groupby(
+            ["model", "branch", "method"], sort=False
+        ):
             for scope in part["scope"].unique():
                 match = part[
                     (part["emotion"] == claim["emotion"])
@@ -330,6 +357,7 @@ def _claims(stats: pd.DataFrame) -> pd.DataFrame:
                         "claim": claim["claim"],
                         "model": model,
                         "branch": branch,
+                        "method": method,
                         "scope": scope,
                         "measure": claim["measure"],
                         "expected_higher": claim["higher"],
@@ -344,6 +372,45 @@ def _claims(stats: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+METHOD_SUFFIX = {"gradcam": "", "integrated_gradients": "_ig"}
+"""File-name suffix of each map method (Grad-CAM files keep the plain name)."""
+
+
+def _write_maps(
+    samples: pd.DataFrame,
+    landmarks: pd.DataFrame,
+    explained: RowMaps,
+    maps: np.ndarray,
+    tag: str,
+    out_dir: Path,
+) -> tuple[list[Path], pd.DataFrame]:
+    """Write ``maps_<tag>.npz`` and ``regions_<tag>.csv``; return them and the measures."""
+    keys = samples[["dataset", "subject", "filename"]]
+    npz = out_dir / f"maps_{tag}.npz"
+    np.savez_compressed(
+        npz,
+        maps=maps,
+        targets=explained.targets,
+        predicted=explained.predicted,
+        keys=keys.to_numpy(dtype=str),
+    )
+    measures = pd.concat(
+        [
+            keys,
+            samples[["ethnicity", "label"]],
+            landmarks[["region_source"]],
+            pd.DataFrame({"target": explained.targets, "predicted": explained.predicted}),
+            _measure(maps, landmarks),
+        ],
+        axis=1,
+    )
+    measures["target"] = [EMOTION_CLASSES[t] for t in measures["target"]]
+    measures["predicted"] = [EMOTION_CLASSES[t] for t in measures["predicted"]]
+    regions = out_dir / f"regions_{tag}.csv"
+    measures.to_csv(regions, index=False)
+    return [npz, regions], measures
+
+
 def _claim_attribution(attribution: pd.DataFrame) -> pd.DataFrame:
     """The attribution rows of the four claims' (emotion, measure), claim named first."""
     if attribution.empty or "label" not in attribution:
@@ -356,7 +423,7 @@ def _claim_attribution(attribution: pd.DataFrame) -> pd.DataFrame:
         ]
         parts.append(match.assign(claim=claim["claim"]))
     table = pd.concat(parts, ignore_index=True).rename(columns={"label": "emotion"})
-    first = ["claim", "model", "branch", "emotion", "measure"]
+    first = ["claim", "model", "branch", "method", "emotion", "measure"]
     return table[first + [c for c in table.columns if c not in first]]
 
 
@@ -434,7 +501,6 @@ def run_activation_maps(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) 
     landmarks = _sample_landmarks(samples, cam.landmarks)
     written = [out_dir / "landmarks.csv"]
     landmarks.to_csv(written[0], index=False)
-    keys = samples[["dataset", "subject", "filename"]]
     stats_rows: list[dict[str, Any]] = []
     attribution_parts: list[pd.DataFrame] = []
     layers: dict[str, Any] = {}
@@ -443,66 +509,54 @@ def run_activation_maps(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) 
             if branch == "context" and model.context == "none":
                 continue
             explained = _explain_row(cfg, model, branch, samples, bench_dir)
-            maps, targets, predicted = explained.maps, explained.targets, explained.predicted
-            info = explained.info
-            tag = f"{model.name}_{branch}"
-            layers[tag] = info
-            npz = out_dir / f"maps_{tag}.npz"
-            np.savez_compressed(
-                npz,
-                maps=maps,
-                targets=targets,
-                predicted=predicted,
-                keys=keys.to_numpy(dtype=str),
-            )
-            measures = pd.concat(
-                [
-                    keys,
-                    samples[["ethnicity", "label"]],
-                    landmarks[["region_source"]],
-                    pd.DataFrame({"target": targets, "predicted": predicted}),
-                    _measure(maps, landmarks),
-                ],
-                axis=1,
-            )
-            measures["target"] = [EMOTION_CLASSES[t] for t in measures["target"]]
-            measures["predicted"] = [EMOTION_CLASSES[t] for t in measures["predicted"]]
-            regions = out_dir / f"regions_{tag}.csv"
-            measures.to_csv(regions, index=False)
-            no_mass = measures[measures["cam_mass"].fillna(0) <= 0]
-            info["samples_without_positive_evidence"] = len(no_mass)
-            stats_rows += _statistics(cfg, measures, model.name, branch)
-            attributed = attribute(
-                measures[measures["label"].isin(cam.emotions)],
-                sorted({claim["measure"] for claim in CLAIMS}),
-                "label",
-                cam.permutations,
-                cfg.seed,
-                ALPHA,
-            )
-            attribution_parts.append(attributed.assign(model=model.name, branch=branch))
-            written += [
-                npz,
-                regions,
-                _montage(
-                    cfg,
-                    samples,
-                    maps,
-                    explained.flow,
-                    f"{model.name}, {branch} branch, Grad-CAM at {info['layer']} "
-                    f"({info['feature_side']} px map), target {cam.target}",
-                    out_dir / f"montage_{tag}.png",
-                ),
-            ]
+            for method, maps in explained.maps.items():
+                tag = f"{model.name}_{branch}" + METHOD_SUFFIX[method]
+                info = {"method": method, **explained.info}
+                if method == "integrated_gradients":
+                    info.update(layer="input pixels", feature_side=info["input_side"])
+                    info["steps"] = cam.ig_steps
+                layers[tag] = info
+                files, measures = _write_maps(samples, landmarks, explained, maps, tag, out_dir)
+                written += files
+                no_mass = measures[measures["cam_mass"].fillna(0) <= 0]
+                info["samples_without_positive_evidence"] = len(no_mass)
+                stats_rows += _statistics(cfg, measures, model.name, branch, method)
+                attributed = attribute(
+                    measures[measures["label"].isin(cam.emotions)],
+                    sorted({claim["measure"] for claim in CLAIMS}),
+                    "label",
+                    cam.permutations,
+                    cfg.seed,
+                    ALPHA,
+                )
+                attribution_parts.append(
+                    attributed.assign(model=model.name, branch=branch, method=method)
+                )
+                title = (
+                    f"Grad-CAM at {info['layer']} ({info['feature_side']} px map)"
+                    if method == "gradcam"
+                    else f"Integrated Gradients ({cam.ig_steps} steps, motion-free baseline)"
+                )
+                written.append(
+                    _montage(
+                        cfg,
+                        samples,
+                        maps,
+                        explained.flow,
+                        f"{model.name}, {branch} branch, {title}, target {cam.target}",
+                        out_dir / f"montage_{tag}.png",
+                    )
+                )
     stats = pd.DataFrame(stats_rows)
     if not stats.empty:
-        # the measures of one (row, branch, emotion, scope) form a family
-        families = stats.groupby(["model", "branch", "emotion", "scope"], sort=False)
+        # the measures of one (row, branch, method, emotion, scope) form a family
+        families = stats.groupby(["model", "branch", "method", "emotion", "scope"], sort=False)
         stats["p_holm"] = families["p_permutation"].transform(_holm)
     written += write_table(
         stats,
         out_dir / "statistics",
-        "Grad-CAM region measures between ethnicity groups (A - B), permutation over subjects",
+        "Activation-map region measures between ethnicity groups (A - B), permutation over "
+        "subjects",
     )
     claims = _claims(stats) if not stats.empty else pd.DataFrame()
     written += write_table(claims, out_dir / "claims", "The paper's visual claims (IV-C), measured")
