@@ -336,7 +336,13 @@ def test_real_data_cam_on_four_folds(real_data: Path, tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(shipped))
     out = _run_all(path)
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["layers"]) == {"resnet18-dual-rgb_emotion", "resnet18-dual-rgb_context"}
+    assert set(summary["layers"]) == {
+        "resnet18-dual-rgb_emotion",
+        "resnet18-dual-rgb_context",
+        "resnet18-dual-rgb_emotion_ig",
+        "resnet18-dual-rgb_context_ig",
+    }
+    assert summary["layers"]["resnet18-dual-rgb_context_ig"]["method"] == "integrated_gradients"
     assert summary["layers"]["resnet18-dual-rgb_emotion"]["layer"] == "layer1"
     assert summary["layers"]["resnet18-dual-rgb_context"]["input_side"] == 32
     sources = summary["region_sources"]
@@ -346,6 +352,12 @@ def test_real_data_cam_on_four_folds(real_data: Path, tmp_path: Path) -> None:
     tested = regions[regions["target"].notna() & regions["cam_mass"].notna()]
     assert set(tested["subject"]) == {"sub01", "sub02", "006", "007"}
     claims = pd.read_csv(out / "claims.csv")
-    assert len(claims) == 4 * 2 * 3  # claims x branches x scopes (all, within casme2/samm)
+    # claims x branches x methods x scopes (all, within casme2/samm)
+    assert len(claims) == 4 * 2 * 2 * 3
+    attribution = pd.read_csv(out / "attribution.csv")
+    assert len(attribution) == 4 * 2 * 2  # claims x branches x methods
+    # ethnicity varies within SAMM only, dataset within the Asian group only
+    assert set(attribution["ethnicity_strata"].dropna()) <= {"samm"}
+    assert set(attribution["dataset_strata"].dropna()) <= {"Asian"}
     coded = pd.read_csv(out / "coded_aus.csv")
     assert coded.loc[coded["feature"] == "AU12", "n_Asian"].iloc[0] == 33

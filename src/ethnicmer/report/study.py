@@ -256,13 +256,19 @@ def _attribution_sentences(run_dir: Path) -> list[str]:
         return []
     if table.empty:
         return []
-    counts = table["attribution"].value_counts()
-    listed = ", ".join(f"{name}: {n}" for name, n in counts.items())
-    return [
-        "Activation-map claim measures, tested for ethnicity within dataset and dataset "
-        f"within ethnicity (stratified permutation over subjects; {len(table)} tests): "
-        f"{listed}. See the attribution table in the activation-map section."
-    ]
+    if "method" not in table:
+        table = table.assign(method="gradcam")
+    sentences = []
+    for method, part in table.groupby("method", sort=False):
+        counts = part["attribution"].value_counts()
+        listed = ", ".join(f"{name}: {n}" for name, n in counts.items())
+        sentences.append(
+            f"Activation-map claim measures ({method}), tested for ethnicity within dataset "
+            f"and dataset within ethnicity (stratified permutation over subjects; {len(part)} "
+            f"row/branch/claim tests): {listed}. See the attribution table in the "
+            "activation-map section."
+        )
+    return sentences
 
 
 def _prima_facie_section(run_dir: Path) -> Section | None:
