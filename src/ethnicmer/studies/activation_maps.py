@@ -51,7 +51,7 @@ from ethnicmer.errors import ModelError
 from ethnicmer.evaluation.inputs import load_inputs
 from ethnicmer.evaluation.protocols import context_labels, loso_folds, subject_ids
 from ethnicmer.evaluation.training import build_model
-from ethnicmer.explain.attribution import attribute
+from ethnicmer.explain.attribution import attribute, attribution_verdict
 from ethnicmer.explain.au_regions import MEASURES, landmark_regions, region_measures
 from ethnicmer.explain.au_regions import template_regions as template_masks
 from ethnicmer.explain.figures import montage, region_legend
@@ -412,7 +412,12 @@ def _write_maps(
 
 
 def _claim_attribution(attribution: pd.DataFrame) -> pd.DataFrame:
-    """The attribution rows of the four claims' (emotion, measure), claim named first."""
+    """The attribution rows of the four claims' (emotion, measure), claim named first.
+
+    The four claim measures of one (row, branch, method) are a family: ``p_ethnicity``
+    and ``p_dataset`` are Holm-adjusted within it (``*_holm``) and ``attribution``
+    is decided on the adjusted values.
+    """
     if attribution.empty or "label" not in attribution:
         return pd.DataFrame()
     parts = []
@@ -423,6 +428,13 @@ def _claim_attribution(attribution: pd.DataFrame) -> pd.DataFrame:
         ]
         parts.append(match.assign(claim=claim["claim"]))
     table = pd.concat(parts, ignore_index=True).rename(columns={"label": "emotion"})
+    families = table.groupby(["model", "branch", "method"], sort=False)
+    for column in ("p_ethnicity", "p_dataset"):
+        table[f"{column}_holm"] = families[column].transform(_holm)
+    table["attribution"] = [
+        attribution_verdict(e, d, ALPHA)
+        for e, d in zip(table["p_ethnicity_holm"], table["p_dataset_holm"], strict=True)
+    ]
     first = ["claim", "model", "branch", "method", "emotion", "measure"]
     return table[first + [c for c in table.columns if c not in first]]
 
