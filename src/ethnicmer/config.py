@@ -240,6 +240,14 @@ class BenchmarkConfig(_Strict):
             raise ValueError(f"model names must be unique; repeated: {duplicates}")
         return models
 
+    @model_validator(mode="after")
+    def _compare_known_rows(self) -> BenchmarkConfig:
+        names = [m.name for m in self.models]
+        unknown = sorted({n for pair in self.compare or [] for n in pair if n not in names})
+        if unknown:
+            raise ValueError(f"compare names {unknown}, which are not benchmark rows {names}")
+        return self
+
 
 class FlowStageConfig(_Strict):
     """Optical-flow images from raw frames (paper III-C, Eq. 5–7).
