@@ -17,6 +17,8 @@ auto`` therefore takes the deepest stage whose feature map is at least
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -90,6 +92,34 @@ def choose_layer(
     return layer, sides[layer]
 
 
+def branch_forward(
+    net: DualContextNet,
+    branch: str,
+    flow: torch.Tensor,
+    context_input: torch.Tensor | None,
+) -> tuple[Callable[..., torch.Tensor], torch.Tensor, torch.Tensor | None]:
+    """The predicting head as a function of one branch's input, the other held fixed.
+
+    Returns:
+        ``(forward, primary, secondary)``: ``forward(primary, secondary)`` gives the
+        ``(N, 3)`` emotion logits; ``primary`` is the explained input (the flow image
+        for ``"emotion"``, the context input for ``"context"``).
+    """
+    if branch == "emotion":
+
+        def forward(x: torch.Tensor, ctx: torch.Tensor | None) -> torch.Tensor:
+            return net.prediction_logits(net(x, ctx))
+
+        return forward, flow, context_input
+    if context_input is None:
+        raise ConfigError("branch 'context' needs a dual row (this row has no context input)")
+
+    def forward_context(x: torch.Tensor, other: torch.Tensor | None) -> torch.Tensor:
+        return net.prediction_logits(net(other, x))
+
+    return forward_context, context_input, flow
+
+
 def grad_cam(
     net: DualContextNet,
     flow: torch.Tensor,
@@ -121,20 +151,7 @@ def grad_cam(
 
     module = _branch(net, branch).body.get_submodule(layer)
     net.eval()
-
-    if branch == "emotion":
-
-        def forward(x: torch.Tensor, ctx: torch.Tensor | None) -> torch.Tensor:
-            return net.prediction_logits(net(x, ctx))
-
-        primary, secondary = flow, context_input
-    else:
-        assert context_input is not None
-
-        def forward(x: torch.Tensor, ctx: torch.Tensor | None) -> torch.Tensor:
-            return net.prediction_logits(net(ctx, x))
-
-        primary, secondary = context_input, flow
+    forward, primary, secondary = branch_forward(net, branch, flow, context_input)
     explainer = LayerGradCam(forward, module)
     side = primary.shape[-1]
     maps = []

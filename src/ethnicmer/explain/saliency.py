@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ethnicmer.explain.gradcam import branch_forward
 from ethnicmer.models.dual import DualContextNet
 
 
@@ -59,19 +60,7 @@ def integrated_gradients(
     from captum.attr import IntegratedGradients
 
     net.eval()
-    if branch == "emotion":
-
-        def forward(x: torch.Tensor, ctx: torch.Tensor | None) -> torch.Tensor:
-            return net.prediction_logits(net(x, ctx))
-
-        primary, secondary = flow, context_input
-    else:
-        assert context_input is not None
-
-        def forward(x: torch.Tensor, ctx: torch.Tensor | None) -> torch.Tensor:
-            return net.prediction_logits(net(ctx, x))
-
-        primary, secondary = context_input, flow
+    forward, primary, secondary = branch_forward(net, branch, flow, context_input)
     explainer = IntegratedGradients(forward)
     maps = []
     with torch.enable_grad():
