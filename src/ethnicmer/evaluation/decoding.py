@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import balanced_accuracy_score
 
+from ethnicmer.evaluation.protocols import subject_ids
+
 
 def _balanced_accuracy(true: np.ndarray, pred: np.ndarray) -> float:
     return float(balanced_accuracy_score(true, pred))
@@ -90,7 +92,7 @@ def context_decoding(
     for (model, run_seed), part in predictions.groupby(["model", "seed"], sort=False):
         if model not in context:
             continue
-        part = part.assign(subject_id=part["dataset"].astype(str) + "/" + part["subject"])
+        part = part.assign(subject_id=subject_ids(part))
         scopes = {"all": part} | {f"within {d}": g for d, g in part.groupby("dataset")}
         for scope, sub in scopes.items():
             scores = decoding_scores(sub, permutations, seed)
