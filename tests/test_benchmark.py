@@ -233,3 +233,44 @@ def test_context_decoding_is_tested_over_subjects():
     assert decoding_scores(frame, 500, 0)["p_permutation"] > 0.05
     one_class = frame[frame["context_true"] == 0]
     assert "one class" in decoding_scores(one_class, 10, 0)["note"]
+
+
+def test_full_disk_stops_before_training_and_says_what_to_do(
+    tiny_megc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import shutil as shutil_module
+
+    import ethnicmer.studies.benchmark as benchmark
+
+    free = 1 << 30  # 1 GiB: less than the margin plus 4 folds x 2 dual checkpoints
+    usage = shutil_module.disk_usage(tmp_path)._replace(free=free)
+    monkeypatch.setattr(benchmark.shutil, "disk_usage", lambda _path: usage)
+    path = tiny_benchmark_config(tmp_path, tiny_megc, [MOTION, DUAL], max_folds=2)
+    cfg = load_config(path)
+    run_stage(DATABASE, cfg)
+    result = runner.invoke(app, ["benchmark", str(path)])
+    assert result.exit_code != 0
+    message = " ".join(result.output.split())
+    assert "4 fold checkpoints" in message and "['dual', 'motion']" in message
+    assert "1.1 GB free" in message and "save_checkpoints: false" in message
+    assert not list((cfg.run_dir / "benchmark").rglob("*.csv"))  # nothing trained
+
+    # Without checkpoints nothing needs the space: the same folds run.
+    path = tiny_benchmark_config(
+        tmp_path, tiny_megc, [MOTION, DUAL], max_folds=2, save_checkpoints=False
+    )
+    result = runner.invoke(app, ["benchmark", str(path)])
+    assert result.exit_code == 0, result.output
+    assert len(list((cfg.run_dir / "benchmark").rglob("folds/*.csv"))) == 4
+
+
+def test_checkpoint_size_estimate_matches_the_saved_file(tiny_megc: Path, tmp_path: Path):
+    from ethnicmer.config import ModelConfig
+    from ethnicmer.evaluation.training import checkpoint_bytes
+
+    cfg = _run(tiny_benchmark_config(tmp_path, tiny_megc, [MOTION, DUAL], max_folds=1))
+    for name, n_context in (("motion", 2), ("dual", 2)):
+        (saved,) = (cfg.run_dir / "benchmark" / "models" / name).rglob("*.pt")
+        spec = {"motion": MOTION, "dual": DUAL}[name]
+        estimate = checkpoint_bytes(ModelConfig(**spec), n_context)
+        assert 0.97 < saved.stat().st_size / estimate < 1.03

@@ -19,3 +19,7 @@ class DataError(EthnicmerError):
 
 class ModelError(EthnicmerError):
     """A model cannot be built: unknown backbone, weights unavailable or incompatible."""
+
+
+class DiskSpaceError(EthnicmerError):
+    """A stage would write more than the disk holding its output folder has free."""

@@ -27,12 +27,13 @@ import pandas as pd
 from ethnicmer import __version__
 from ethnicmer.config import BenchmarkConfig, ModelConfig, StudyConfig
 from ethnicmer.data.emotions import EMOTION_CLASSES
+from ethnicmer.errors import DiskSpaceError
 from ethnicmer.evaluation.decoding import context_decoding
 from ethnicmer.evaluation.executors import default_threads, execute
 from ethnicmer.evaluation.inputs import load_inputs
 from ethnicmer.evaluation.metrics import bootstrap_ci, classification_scores, macro_f1, paired_test
 from ethnicmer.evaluation.protocols import Fold, context_labels, fold_seed, loso_folds, subject_ids
-from ethnicmer.evaluation.training import FoldTask, TrainSettings
+from ethnicmer.evaluation.training import FoldTask, TrainSettings, checkpoint_bytes
 from ethnicmer.pipeline import write_json_atomic
 from ethnicmer.progress import log
 from ethnicmer.report.tables import confusion_figure, write_table
@@ -151,6 +152,47 @@ def plan_tasks(
                     )
                 )
     return tasks
+
+
+DISK_MARGIN_BYTES = 1 << 30
+"""Free space left over after the planned checkpoints (1 GiB) for tables, logs, temp files."""
+
+
+def check_disk_space(tasks: list[FoldTask], out_dir: Path) -> int:
+    """Fail before training if the fold checkpoints still to write do not fit on the disk.
+
+    Args:
+        tasks: the folds still to run (:func:`plan_tasks`).
+        out_dir: ``runs/<study>/benchmark`` (its disk is the one checked).
+
+    Returns:
+        The bytes the planned checkpoints need.
+
+    Raises:
+        DiskSpaceError: need + 1 GiB exceeds the free space; the message gives both
+            figures, the rows that write checkpoints, and the two ways out.
+    """
+    sizes: dict[tuple[str, int], int] = {}
+    need = 0
+    for task in tasks:
+        if task.checkpoint_file is None:
+            continue
+        key = (task.model.name, task.n_context)
+        if key not in sizes:
+            sizes[key] = checkpoint_bytes(task.model, task.n_context)
+        need += sizes[key]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(out_dir).free
+    if need and need + DISK_MARGIN_BYTES > free:
+        rows = sorted({name for name, _ in sizes})
+        raise DiskSpaceError(
+            f"{out_dir}: the {sum(t.checkpoint_file is not None for t in tasks)} fold "
+            f"checkpoints still to write (rows {rows}) need {need / 1e9:.1f} GB plus "
+            f"{DISK_MARGIN_BYTES / 1e9:.1f} GB to spare, but that disk has "
+            f"{free / 1e9:.1f} GB free. Free space, or set benchmark.save_checkpoints: false "
+            "(the activation-map stage needs the checkpoints)."
+        )
+    return need
 
 
 def collect_predictions(cfg: StudyConfig, folds: list[Fold], out_dir: Path) -> pd.DataFrame:
@@ -420,6 +462,9 @@ def run_benchmark(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> lis
     total = len(folds) * len(bench.models) * len(bench.seeds or [cfg.seed])
     done = total - len(tasks)
     log(f"benchmark: {done} of {total} folds done, {len(tasks)} to run ({bench.executor.kind})")
+    need = check_disk_space(tasks, out_dir)
+    if need:
+        log(f"benchmark: fold checkpoints will take {need / 1e9:.1f} GB")
     execute(tasks, bench.executor, label="benchmark folds")
     predictions = collect_predictions(cfg, folds, out_dir)
     return summarise_benchmark(cfg, samples, predictions, out_dir)
