@@ -5,15 +5,23 @@ motion-only model, same optimiser, schedule and batch size (paper settings). The
 plain loop is what a researcher would write by hand; ours is
 :func:`ethnicmer.evaluation.training.train_model`. Issue target: ratio ≥ 0.95.
 
+Ours and plain alternate round by round, so that drift in the machine's load
+hits both alike; each figure is the median over rounds.
+
 Speed choices measured in the same run (plain loop unless stated): torch threads
 1 vs 2, channels_last memory format, a ``DataLoader`` over a ``TensorDataset``
-instead of in-memory indexing, ``torch.compile`` (where it works on this CPU), and
-the dual-context model (two ResNet-18) for scale.
+instead of in-memory indexing, ``torch.compile`` (where it works on this CPU), the
+dual-context model (two ResNet-18) for scale, and, for each input size of the
+sweep (28, 64, 112 px), one process with 2 torch threads against two processes
+with 1 thread each training at the same time (the benchmark's ``executor: process,
+workers: 2, threads_per_fold: 1``): throughput of the whole machine.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -26,17 +34,18 @@ from ethnicmer.evaluation.inputs import read_images
 from ethnicmer.evaluation.training import TrainSettings, build_model, train_model
 
 EPOCHS = 2
-ROUNDS = 3
+ROUNDS = 5
+SIZES = (28, 64, 112)
 
 
-def load_tensors() -> tuple[torch.Tensor, torch.Tensor]:
+def load_tensors(size: int = 28) -> tuple[torch.Tensor, torch.Tensor]:
     root = real_data() / "megc2019-flow"
     table = pd.read_csv(root / "combined_3_class2_for_optical_flow.csv", dtype=str)
     paths = [
         str(root / "datasets" / "STSNet_whole_norm_u_v_os" / f"{s}_{f} .png")
         for s, f in zip(table["sub"], table["filename_o"], strict=True)
     ]
-    flow = torch.from_numpy(read_images(paths, 28, "flows"))
+    flow = torch.from_numpy(read_images(paths, size, "flows"))
     labels = torch.from_numpy(table["label"].astype(int).to_numpy())
     return flow, labels
 
@@ -89,12 +98,48 @@ def plain_loop(
 
 
 def throughput(run: object, n_images: int) -> float:
+    """Images per second: ``n_images`` over the median wall time of ``ROUNDS`` calls."""
     times = []
     for _ in range(ROUNDS):
         start = time.perf_counter()
         run()  # type: ignore[operator]
         times.append(time.perf_counter() - start)
     return n_images / float(np.median(times))
+
+
+def interleaved(runs: dict[str, object], n_images: int) -> dict[str, float]:
+    """Like :func:`throughput` for several loops, alternating them round by round."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(ROUNDS):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()  # type: ignore[operator]
+            times[name].append(time.perf_counter() - start)
+    return {name: n_images / float(np.median(t)) for name, t in times.items()}
+
+
+def _train_rounds(size: int, threads: int) -> tuple[int, list[float]]:
+    """Worker: images per training and ``ROUNDS`` timed trainings (seconds each)."""
+    torch.set_num_threads(threads)
+    flow, labels = load_tensors(size)
+    settings = TrainSettings(epochs=EPOCHS, batch_size=32)
+    times = []
+    for _ in range(ROUNDS):
+        torch.manual_seed(0)
+        net = build_model(ModelConfig(name="motion"), 2)
+        start = time.perf_counter()
+        train_model(net, flow, None, labels, None, settings, 0)
+        times.append(time.perf_counter() - start)
+    return EPOCHS * len(labels), times
+
+
+def machine_throughput(size: int, processes: int, threads: int) -> float:
+    """Images per second of the whole machine: ``processes`` trainings at once."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+        futures = [pool.submit(_train_rounds, size, threads) for _ in range(processes)]
+        results = [f.result() for f in futures]
+    return sum(images / float(np.median(times)) for images, times in results)
 
 
 def main() -> None:
@@ -111,12 +156,15 @@ def main() -> None:
 
     for threads in (1, 2):
         torch.set_num_threads(threads)
-        results[f"ours_threads{threads}"] = throughput(
-            lambda: train_model(fresh(), flow, None, labels, None, settings, 0), images
+        pair = interleaved(
+            {
+                "ours": lambda: train_model(fresh(), flow, None, labels, None, settings, 0),
+                "plain": lambda: plain_loop(fresh(), flow, labels, settings, 0),
+            },
+            images,
         )
-        results[f"plain_threads{threads}"] = throughput(
-            lambda: plain_loop(fresh(), flow, labels, settings, 0), images
-        )
+        results[f"ours_threads{threads}"] = pair["ours"]
+        results[f"plain_threads{threads}"] = pair["plain"]
     torch.set_num_threads(2)
     results["plain_channels_last"] = throughput(
         lambda: plain_loop(fresh(), flow, labels, settings, 0, channels_last=True), images
@@ -138,6 +186,15 @@ def main() -> None:
         )
     except Exception as exc:  # compile needs a C++ toolchain and may fail on CPU builds
         results["compile_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"  # type: ignore[assignment]
+    executors = {}
+    for size in SIZES:
+        one = machine_throughput(size, processes=1, threads=2)
+        two = machine_throughput(size, processes=2, threads=1)
+        executors[f"{size}px"] = {
+            "one_process_2_threads": one,
+            "two_processes_1_thread": two,
+            "ratio_two_over_one": two / one,
+        }
     write(
         "train_speed",
         {
@@ -149,6 +206,7 @@ def main() -> None:
             "ratio_ours_over_plain_threads2": results["ours_threads2"] / results["plain_threads2"],
             "ratio_ours_over_plain_threads1": results["ours_threads1"] / results["plain_threads1"],
             "target_ratio": 0.95,
+            "machine_images_per_second_by_executor": executors,
         },
     )
 

@@ -130,7 +130,9 @@ def test_executors_give_identical_predictions(kind, tiny_megc: Path, tmp_path: P
     pd.testing.assert_frame_equal(_predictions(inline.run_dir), _predictions(other.run_dir))
 
 
-def test_changed_model_settings_restart_that_row(tiny_megc: Path, tmp_path: Path):
+def test_changed_model_settings_restart_that_row(
+    tiny_megc: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
     cfg = _run(tiny_benchmark_config(tmp_path, tiny_megc, [MOTION], max_folds=2))
     marker = (
         cfg.run_dir / "benchmark" / "models" / "motion" / "seed-0" / "folds" / "casme2_sub01.csv"
@@ -142,6 +144,8 @@ def test_changed_model_settings_restart_that_row(tiny_megc: Path, tmp_path: Path
         )
     )
     assert marker.stat().st_mtime_ns != before
+    message = " ".join(capsys.readouterr().err.split())
+    assert "spec changed (model, settings); discarding 2 finished folds" in message
 
 
 def test_benchmark_cli_json(tiny_megc: Path, tmp_path: Path):

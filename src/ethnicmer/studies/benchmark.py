@@ -62,14 +62,25 @@ def _model_dir(out_dir: Path, model: ModelConfig, seed: int) -> Path:
 
 
 def _prepare_dir(model_dir: Path, spec: dict[str, Any]) -> None:
-    """Keep finished folds only if they were made with exactly this spec."""
+    """Keep finished folds only if they were made with exactly this spec.
+
+    Folds made with another spec (model, settings, input sizes, samples, torch
+    threads, seed or package version) are deleted, and the log says which keys
+    changed and how many finished folds go.
+    """
     spec_file = model_dir / "spec.json"
     if spec_file.is_file():
         try:
-            same = json.loads(spec_file.read_text()) == spec
+            old = json.loads(spec_file.read_text())
         except json.JSONDecodeError:
-            same = False
-        if not same:
+            old = {}
+        if old != spec:
+            changed = sorted(k for k in spec.keys() | old.keys() if old.get(k) != spec.get(k))
+            finished = len(list((model_dir / "folds").glob("*.csv")))
+            log(
+                f"benchmark: {model_dir}: spec changed ({', '.join(changed)}); "
+                f"discarding {finished} finished folds and re-training them"
+            )
             shutil.rmtree(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(spec_file, spec, sort_keys=True)
