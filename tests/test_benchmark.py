@@ -278,3 +278,22 @@ def test_checkpoint_size_estimate_matches_the_saved_file(tiny_megc: Path, tmp_pa
         spec = {"motion": MOTION, "dual": DUAL}[name]
         estimate = checkpoint_bytes(ModelConfig(**spec), n_context)
         assert 0.97 < saved.stat().st_size / estimate < 1.03
+
+
+def test_report_command_renders_a_benchmark_only_study(tiny_megc: Path, tmp_path: Path):
+    import yaml
+
+    path = tiny_benchmark_config(tmp_path, tiny_megc, [MOTION], max_folds=2)
+    payload = yaml.safe_load(path.read_text())
+    payload["stages"]["report"] = {}
+    path.write_text(yaml.safe_dump(payload))
+    result = runner.invoke(app, ["report", str(path)])  # runs database + benchmark first
+    assert result.exit_code == 0, result.output
+    report = tmp_path / "runs" / "tiny" / "report.md"
+    markdown = report.read_text()
+    assert "## LOSO benchmark (Table V)" in markdown and "| motion " in markdown
+    assert "nan" not in markdown  # missing cells print as "–"
+    assert "Context head" not in markdown  # no dual row: nothing to decode
+    before = report.stat().st_mtime_ns
+    result = runner.invoke(app, ["report", str(path), "--force"])
+    assert result.exit_code == 0 and report.stat().st_mtime_ns != before

@@ -24,6 +24,7 @@ from ethnicmer.config import StudyConfig, load_config
 from ethnicmer.errors import ConfigError, EthnicmerError
 from ethnicmer.pipeline import StageResult, run_stage
 from ethnicmer.progress import log
+from ethnicmer.report.tables import markdown_table
 from ethnicmer.stages import (
     ANNOTATE,
     BENCHMARK,
@@ -31,6 +32,7 @@ from ethnicmer.stages import (
     DATABASE,
     FLOW,
     PRIMA_FACIE,
+    REPORT,
     SIMULATE,
     planned_stages,
 )
@@ -293,7 +295,25 @@ def _print_cam(cfg: StudyConfig) -> None:
     columns = ["claim", "model", "branch", "scope", "difference_expected_direction"]
     shown = claims[[*columns, "p_permutation", "verdict"]]
     _out.print("The paper's visual claims (activation maps), all scopes in cam/claims.md:")
-    _out.print(shown.to_markdown(index=False, floatfmt=".3f"))
+    _out.print(markdown_table(shown, ".3f"))
+
+
+@app.command()
+def report(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = False) -> None:
+    """Write the study report (report.html, report.md) from the stages' outputs.
+
+    Earlier stages are run first only where they are not up to date; ``--force``
+    re-renders the report alone (e.g. after upgrading ethnicmer).
+    """
+    try:
+        cfg = load_config(config)
+        result = _run_until(cfg, REPORT.name, force)
+    except EthnicmerError as exc:
+        _fail(exc)
+    if json_out:
+        print(json.dumps({"stage": _result_record(result)}, indent=2))
+    else:
+        _out.print(f"report: {cfg.run_dir / 'report.html'} and {cfg.run_dir / 'report.md'}")
 
 
 @app.command()

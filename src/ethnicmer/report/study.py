@@ -28,6 +28,7 @@ from scipy.stats.contingency import association
 
 from ethnicmer import __version__
 from ethnicmer.config import StudyConfig
+from ethnicmer.report.tables import markdown_table
 
 STAGE_ORDER = ("simulate", "annotate", "database", "flow", "prima_facie", "benchmark", "cam")
 
@@ -41,7 +42,7 @@ class Table:
 
     @property
     def markdown(self) -> str:
-        return f"**{self.caption}**\n\n" + self.frame.to_markdown(index=False, floatfmt=".3f")
+        return f"**{self.caption}**\n\n" + markdown_table(self.frame, ".3f")
 
     @property
     def html(self) -> str:
@@ -312,11 +313,12 @@ def _benchmark_section(run_dir: Path) -> Section | None:
         folder / "groups.csv",
         "Macro-F1 per ethnicity group, dataset and cell (marked cells not comparable)",
     )
-    section.table(
-        folder / "context_decoding.csv",
-        "Context head on unseen subjects: balanced accuracy vs chance (permutation over "
-        "subjects), over all samples and within each dataset",
-    )
+    if any(row.get("context") not in (None, "none") for row in summary["table5"]):
+        section.table(
+            folder / "context_decoding.csv",
+            "Context head on unseen subjects: balanced accuracy vs chance (permutation over "
+            "subjects), over all samples and within each dataset",
+        )
     for row in summary["table5"]:
         section.figure(
             folder / f"confusion_{row['model']}.png", f"Confusion matrix, {row['model']}"

@@ -13,11 +13,17 @@ import pandas as pd
 from sklearn.metrics import ConfusionMatrixDisplay
 
 
+def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
+    """``frame`` as a Markdown table; missing values (NaN, None) print as "–", not "nan"."""
+    cells = frame.astype(object).where(frame.notna(), None)
+    return cells.to_markdown(index=False, floatfmt=floatfmt, missingval="–")
+
+
 def write_table(frame: pd.DataFrame, stem: Path, caption: str, floatfmt: str = ".4f") -> list[Path]:
     """Write ``stem.csv``, ``stem.md`` and ``stem.tex``; return the three paths."""
     csv, md, tex = stem.with_suffix(".csv"), stem.with_suffix(".md"), stem.with_suffix(".tex")
     frame.to_csv(csv, index=False)
-    md.write_text(f"**{caption}**\n\n" + frame.to_markdown(index=False, floatfmt=floatfmt) + "\n")
+    md.write_text(f"**{caption}**\n\n" + markdown_table(frame, floatfmt) + "\n")
     numeric = {
         c: (lambda v: f"{v:{floatfmt}}") for c in frame.columns if frame[c].dtype.kind == "f"
     }
