@@ -80,6 +80,25 @@ def test_tiny_benchmark_tables(tiny_megc: Path, tmp_path: Path):
     assert decoding["balanced_accuracy"].dropna().between(0, 1).all()
     checkpoints = list((out / "models" / "dual" / "seed-0" / "checkpoints").glob("*.pt"))
     assert len(checkpoints) == 6
+    # per-seed scores: Table V's macro-F1 is their mean, min and max bound them
+    seeds = pd.read_csv(out / "seeds.csv")
+    assert seeds[["model", "seed"]].values.tolist() == [
+        ["motion", 0],
+        ["motion", 1],
+        ["dual", 0],
+        ["dual", 1],
+    ]
+    assert {"mf1_Asian", "mf1_Non-Asian", "mf1_casme2", "mf1_samm", "uar"} <= set(seeds.columns)
+    means = seeds.groupby("model", sort=False)["macro_f1"].agg(["mean", "min", "max"])
+    for _, row in table.iterrows():
+        assert means.loc[row["model"], "mean"] == pytest.approx(row["macro_f1"])
+        assert means.loc[row["model"], "min"] == pytest.approx(row["seed_mf1_min"])
+    per_seed = seeds.pivot(index="seed", columns="model", values="macro_f1")
+    differences = per_seed["dual"] - per_seed["motion"]
+    pair = comparisons.iloc[0]
+    assert pair["seed_difference_min"] == pytest.approx(differences.min())
+    assert pair["seed_difference_max"] == pytest.approx(differences.max())
+    assert pair["seeds_a_higher"] == (differences > 0).sum()
 
 
 def test_killed_run_resumes_and_matches(

@@ -308,11 +308,24 @@ def _benchmark_section(run_dir: Path) -> Section | None:
             f"{comparison['p_permutation']:.3f}: "
             + ("significant at 0.05." if significant else "not significant at 0.05.")
             + (f" {comparison['note']}" if comparison.get("note") else "")
+            + (
+                f" {comparison['a']} is higher in {comparison['seeds_a_higher']} of "
+                f"{comparison['seeds']} seeds (per-seed ΔMF1 "
+                f"{comparison['seed_difference_min']:+.3f} to "
+                f"{comparison['seed_difference_max']:+.3f})."
+                if comparison.get("seeds", 1) > 1 and "seeds_a_higher" in comparison
+                else ""
+            )
         )
     section.table(
         folder / "groups.csv",
         "Macro-F1 per ethnicity group, dataset and cell (marked cells not comparable)",
     )
+    if any(row.get("seeds", 1) > 1 for row in summary["table5"]):
+        section.table(
+            folder / "seeds.csv",
+            "Per-seed scores (each seed its own LOSO run; Table V gives their mean)",
+        )
     if any(row.get("context") not in (None, "none") for row in summary["table5"]):
         section.table(
             folder / "context_decoding.csv",

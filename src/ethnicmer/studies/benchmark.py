@@ -287,6 +287,40 @@ def _group_rows(samples: pd.DataFrame, preds: np.ndarray, model: str) -> list[di
     return out
 
 
+def _seed_rows(
+    samples: pd.DataFrame,
+    preds: np.ndarray,
+    model: str,
+    seeds: list[int],
+    scores: list[dict[str, float]],
+) -> list[dict[str, Any]]:
+    """One row per seed: per-class F1, macro-F1, UAR and macro-F1 per ethnicity and dataset.
+
+    Args:
+        samples: the scored samples (``N`` rows, the order of ``preds``' columns).
+        preds: ``(S, N)`` int predictions, one row per entry of ``seeds``.
+        scores: :func:`classification_scores` of each seed's predictions.
+    """
+    rows = []
+    for seed, p, score in zip(seeds, preds, scores, strict=True):
+        groups = _group_rows(samples, p[None], model)
+        rows.append(
+            {
+                "model": model,
+                "seed": seed,
+                **{f"f1_{c}": score[f"f1_{c}"] for c in EMOTION_CLASSES},
+                "macro_f1": score["macro_f1"],
+                "uar": score["uar"],
+                **{
+                    f"mf1_{g['group']}": g["macro_f1"]
+                    for g in groups
+                    if g["grouping"] in ("ethnicity", "dataset")
+                },
+            }
+        )
+    return rows
+
+
 def summarise_benchmark(
     cfg: StudyConfig, samples: pd.DataFrame, predictions: pd.DataFrame, out_dir: Path
 ) -> list[Path]:
@@ -302,12 +336,14 @@ def summarise_benchmark(
     subjects = subject_ids(scored)
     classes = list(EMOTION_CLASSES)
     written: list[Path] = []
-    table_rows, group_rows, matrices = [], [], {}
+    table_rows, group_rows, seed_rows, matrices = [], [], [], {}
     for model in bench.models:
         preds = _pred_matrix(predictions, model.name, scored)
         matrices[model.name] = preds
         per_seed = [classification_scores(y, p, classes) for p in preds]
         seed_mf1 = [s["macro_f1"] for s in per_seed]
+        run_seeds = sorted(predictions.loc[predictions["model"] == model.name, "seed"].unique())
+        seed_rows += _seed_rows(scored, preds, model.name, [int(v) for v in run_seeds], per_seed)
         low, high = bootstrap_ci(y, preds, subjects, len(classes), bench.bootstrap, cfg.seed)
         groups = _group_rows(scored, preds, model.name)
         group_rows += groups
@@ -365,6 +401,12 @@ def summarise_benchmark(
         "Macro-F1 per ethnicity group, dataset and dataset x ethnicity cell",
     )
 
+    written += write_table(
+        pd.DataFrame(seed_rows),
+        out_dir / "seeds",
+        "Per-seed scores (each seed: its own LOSO run; Table V gives their mean)",
+    )
+
     pairs = bench.compare
     if pairs is None:
         first = bench.models[0].name
@@ -379,6 +421,10 @@ def summarise_benchmark(
             if result.n_seeds < 2
             else ""
         )
+        seed_differences = [
+            macro_f1(y, pa, len(classes)) - macro_f1(y, pb, len(classes))
+            for pa, pb in zip(matrices[a], matrices[b], strict=True)
+        ]
         comparisons.append(
             {
                 "a": a,
@@ -390,6 +436,9 @@ def summarise_benchmark(
                 "ci_high": result.ci_high,
                 "p_permutation": result.p_value,
                 "seeds": result.n_seeds,
+                "seed_difference_min": min(seed_differences),
+                "seed_difference_max": max(seed_differences),
+                "seeds_a_higher": sum(d > 0 for d in seed_differences),
                 "note": seed_note,
             }
         )
@@ -405,6 +454,9 @@ def summarise_benchmark(
             "ci_high",
             "p_permutation",
             "seeds",
+            "seed_difference_min",
+            "seed_difference_max",
+            "seeds_a_higher",
             "note",
         ],
     )
