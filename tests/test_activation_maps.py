@@ -216,7 +216,7 @@ def _planted_set(root: Path, planted: bool) -> Path:
     return root
 
 
-def _planted_config(tmp_path: Path, root: Path) -> Path:
+def _planted_config(tmp_path: Path, root: Path, precision: str = "float32") -> Path:
     payload = {
         "study": "planted",
         "seed": 0,
@@ -232,6 +232,7 @@ def _planted_config(tmp_path: Path, root: Path) -> Path:
                 "bootstrap": 20,
                 "executor": {"kind": "inline", "threads_per_fold": 1},
                 "models": [{"name": "motion"}],
+                "checkpoint_precision": precision,
             },
             "cam": {"landmarks": "template", "permutations": 2000, "bootstrap": 500},
         },
@@ -249,7 +250,12 @@ def _run_all(config: Path) -> Path:
 @pytest.mark.parametrize("planted", [True, False], ids=["planted", "no-difference"])
 def test_cam_finds_a_planted_difference_and_no_other(tmp_path: Path, planted: bool) -> None:
     root = _planted_set(tmp_path / "data", planted)
-    out = _run_all(_planted_config(tmp_path, root))
+    # the planted case reads half-precision checkpoints (half the disk), the other float32
+    precision = "float16" if planted else "float32"
+    out = _run_all(_planted_config(tmp_path, root, precision))
+    checkpoint = next((out.parent / "benchmark" / "models").rglob("*.pt"))
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    assert {str(v.dtype) for v in state.values()} == {f"torch.{precision}", "torch.int64"}
     stats = pd.read_csv(out / "statistics.csv")
     surprise = stats[(stats["emotion"] == "Surprise") & (stats["scope"] == "all")]
     upper = surprise[surprise["measure"] == "upper_face_share"].iloc[0]

@@ -297,6 +297,8 @@ def test_checkpoint_size_estimate_matches_the_saved_file(tiny_megc: Path, tmp_pa
         spec = {"motion": MOTION, "dual": DUAL}[name]
         estimate = checkpoint_bytes(ModelConfig(**spec), n_context)
         assert 0.97 < saved.stat().st_size / estimate < 1.03
+        half = checkpoint_bytes(ModelConfig(**spec), n_context, "float16")
+        assert 0.49 < half / estimate < 0.51
 
 
 def test_report_command_renders_a_benchmark_only_study(tiny_megc: Path, tmp_path: Path):

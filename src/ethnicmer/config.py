@@ -225,6 +225,11 @@ class BenchmarkConfig(_Strict):
         default=None, ge=1, description="only the first N folds (smoke tests)"
     )
     save_checkpoints: bool = True
+    checkpoint_precision: Literal["float32", "float16"] = Field(
+        default="float32",
+        description="float16 halves the checkpoints' disk; the cam stage loads them into "
+        "float32 models (maps then differ from float32 weights by rounding)",
+    )
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     bootstrap: int = Field(default=1000, ge=0, description="bootstrap resamples over subjects")
     compare: list[tuple[str, str]] | None = Field(

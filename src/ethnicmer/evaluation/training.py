@@ -53,6 +53,7 @@ class FoldTask:
         run_seed: the benchmark seed this fold belongs to.
         predictions_file: CSV written last (its presence marks the fold done).
         checkpoint_file: model state dict, or ``None`` to skip.
+        checkpoint_precision: ``float32`` or ``float16`` (floating tensors of the state dict).
         threads: torch intra-op threads for this fold.
         n_context: number of context classes.
         show_epochs: draw a progress bar over epochs.
@@ -75,6 +76,7 @@ class FoldTask:
     threads: int
     n_context: int = 2
     show_epochs: bool = field(default=False)
+    checkpoint_precision: str = "float32"
 
 
 def build_model(model: ModelConfig, n_context: int) -> DualContextNet:
@@ -90,15 +92,21 @@ def build_model(model: ModelConfig, n_context: int) -> DualContextNet:
     return DualContextNet(emotion, context, n_emotions=3, n_context=n_context, fusion=model.fusion)
 
 
-def checkpoint_bytes(model: ModelConfig, n_context: int) -> int:
-    """Size of one fold checkpoint of ``model`` in bytes (float32 state dict, no file overhead).
+def checkpoint_state(net: torch.nn.Module, precision: str = "float32") -> dict[str, torch.Tensor]:
+    """``net``'s state dict as saved: floating tensors cast to ``precision`` (float32/float16)."""
+    dtype = {"float32": torch.float32, "float16": torch.float16}[precision]
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in net.state_dict().items()}
+
+
+def checkpoint_bytes(model: ModelConfig, n_context: int, precision: str = "float32") -> int:
+    """Size of one fold checkpoint of ``model`` in bytes (tensor data, no file overhead).
 
     Builds the row's network without weights (nothing is loaded or downloaded).
-    E.g. ResNet-18 motion-only ≈ 45 MB, dual ResNet-18 ≈ 90 MB.
+    E.g. ResNet-18 motion-only ≈ 45 MB, dual ResNet-18 ≈ 90 MB in float32; half in float16.
     """
     bare = model.model_copy(update={"weights": "none", "context_weights": "none"})
-    net = build_model(bare, n_context)
-    return sum(t.numel() * t.element_size() for t in net.state_dict().values())
+    state = checkpoint_state(build_model(bare, n_context), precision)
+    return sum(t.numel() * t.element_size() for t in state.values())
 
 
 def _batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
@@ -210,7 +218,7 @@ def run_fold(task: FoldTask) -> dict[str, float | str]:
     if task.checkpoint_file is not None:
         Path(task.checkpoint_file).parent.mkdir(parents=True, exist_ok=True)
         tmp = task.checkpoint_file + ".tmp"
-        torch.save(net.state_dict(), tmp)
+        torch.save(checkpoint_state(net, task.checkpoint_precision), tmp)
         os.replace(tmp, task.checkpoint_file)
     frame = pd.DataFrame(task.keys, columns=["dataset", "subject", "filename"])
     frame["seed"] = task.run_seed

@@ -160,6 +160,7 @@ def plan_tasks(
                         threads=threads,
                         n_context=max(len(classes), 2),
                         show_epochs=show_epochs,
+                        checkpoint_precision=bench.checkpoint_precision,
                     )
                 )
     return tasks
@@ -190,7 +191,7 @@ def check_disk_space(tasks: list[FoldTask], out_dir: Path) -> int:
             continue
         key = (task.model.name, task.n_context)
         if key not in sizes:
-            sizes[key] = checkpoint_bytes(task.model, task.n_context)
+            sizes[key] = checkpoint_bytes(task.model, task.n_context, task.checkpoint_precision)
         need += sizes[key]
     out_dir.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(out_dir).free
@@ -200,8 +201,9 @@ def check_disk_space(tasks: list[FoldTask], out_dir: Path) -> int:
             f"{out_dir}: the {sum(t.checkpoint_file is not None for t in tasks)} fold "
             f"checkpoints still to write (rows {rows}) need {need / 1e9:.1f} GB plus "
             f"{DISK_MARGIN_BYTES / 1e9:.1f} GB to spare, but that disk has "
-            f"{free / 1e9:.1f} GB free. Free space, or set benchmark.save_checkpoints: false "
-            "(the activation-map stage needs the checkpoints)."
+            f"{free / 1e9:.1f} GB free. Free space, set benchmark.checkpoint_precision: "
+            "float16 (half the size), or benchmark.save_checkpoints: false (the "
+            "activation-map stage needs the checkpoints)."
         )
     return need
 
