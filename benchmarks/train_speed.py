@@ -97,18 +97,9 @@ def plain_loop(
         scheduler.step()
 
 
-def throughput(run: object, n_images: int) -> float:
-    """Images per second: ``n_images`` over the median wall time of ``ROUNDS`` calls."""
-    times = []
-    for _ in range(ROUNDS):
-        start = time.perf_counter()
-        run()  # type: ignore[operator]
-        times.append(time.perf_counter() - start)
-    return n_images / float(np.median(times))
-
-
 def interleaved(runs: dict[str, object], n_images: int) -> dict[str, float]:
-    """Like :func:`throughput` for several loops, alternating them round by round."""
+    """Images per second of each loop (``n_images`` over the median of ``ROUNDS`` calls),
+    the loops alternating round by round."""
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(ROUNDS):
         for name, run in runs.items():
@@ -116,6 +107,11 @@ def interleaved(runs: dict[str, object], n_images: int) -> dict[str, float]:
             run()  # type: ignore[operator]
             times[name].append(time.perf_counter() - start)
     return {name: n_images / float(np.median(t)) for name, t in times.items()}
+
+
+def throughput(run: object, n_images: int) -> float:
+    """Images per second of one loop: ``n_images`` over the median wall time of ``ROUNDS`` calls."""
+    return interleaved({"run": run}, n_images)["run"]
 
 
 def _train_rounds(size: int, threads: int) -> tuple[int, list[float]]:

@@ -185,7 +185,7 @@ def check_disk_space(tasks: list[FoldTask], out_dir: Path) -> int:
             figures, the rows that write checkpoints, and the two ways out.
     """
     sizes: dict[tuple[str, int], int] = {}
-    need = 0
+    need = count = 0
     for task in tasks:
         if task.checkpoint_file is None:
             continue
@@ -193,12 +193,13 @@ def check_disk_space(tasks: list[FoldTask], out_dir: Path) -> int:
         if key not in sizes:
             sizes[key] = checkpoint_bytes(task.model, task.n_context, task.checkpoint_precision)
         need += sizes[key]
+        count += 1
     out_dir.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(out_dir).free
     if need and need + DISK_MARGIN_BYTES > free:
         rows = sorted({name for name, _ in sizes})
         raise DiskSpaceError(
-            f"{out_dir}: the {sum(t.checkpoint_file is not None for t in tasks)} fold "
+            f"{out_dir}: the {count} fold "
             f"checkpoints still to write (rows {rows}) need {need / 1e9:.1f} GB plus "
             f"{DISK_MARGIN_BYTES / 1e9:.1f} GB to spare, but that disk has "
             f"{free / 1e9:.1f} GB free. Free space, set benchmark.checkpoint_precision: "
@@ -338,14 +339,15 @@ def summarise_benchmark(
     subjects = subject_ids(scored)
     classes = list(EMOTION_CLASSES)
     written: list[Path] = []
-    table_rows, group_rows, seed_rows, matrices = [], [], [], {}
+    table_rows, group_rows, seed_rows, matrices, seed_scores = [], [], [], {}, {}
+    run_seeds = sorted(bench.seeds or [cfg.seed])  # the row order of every prediction matrix
     for model in bench.models:
         preds = _pred_matrix(predictions, model.name, scored)
         matrices[model.name] = preds
         per_seed = [classification_scores(y, p, classes) for p in preds]
         seed_mf1 = [s["macro_f1"] for s in per_seed]
-        run_seeds = sorted(predictions.loc[predictions["model"] == model.name, "seed"].unique())
-        seed_rows += _seed_rows(scored, preds, model.name, [int(v) for v in run_seeds], per_seed)
+        seed_scores[model.name] = seed_mf1
+        seed_rows += _seed_rows(scored, preds, model.name, run_seeds, per_seed)
         low, high = bootstrap_ci(y, preds, subjects, len(classes), bench.bootstrap, cfg.seed)
         groups = _group_rows(scored, preds, model.name)
         group_rows += groups
@@ -423,10 +425,7 @@ def summarise_benchmark(
             if result.n_seeds < 2
             else ""
         )
-        seed_differences = [
-            macro_f1(y, pa, len(classes)) - macro_f1(y, pb, len(classes))
-            for pa, pb in zip(matrices[a], matrices[b], strict=True)
-        ]
+        seed_differences = [fa - fb for fa, fb in zip(seed_scores[a], seed_scores[b], strict=True)]
         comparisons.append(
             {
                 "a": a,
