@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ethnicmer-installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test test-min lint install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ lint: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	HF_HUB_OFFLINE=1 ETHNICMER_NO_PROGRESS=1 $(BIN)/python -m pytest -q
+
+# the declared minimum versions of the scientific stack (.ci/min-versions.txt) in
+# .venv-min, on the torch-free tests (data, config, statistics, bad inputs)
+test-min:
+	bash .ci/min-versions
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

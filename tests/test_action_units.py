@@ -25,12 +25,15 @@ def test_parse_sheet_notation():
 def test_feature_table_counts_and_fisher():
     samples = pd.DataFrame(
         {
+            "dataset": "samm",
+            "subject": [f"{i:03d}" for i in range(10)],
             "label": ["Positive"] * 6 + ["Surprise"] * 4,
             "ethnicity": ["A", "A", "A", "B", "B", "B", "A", "A", "B", "B"],
             "action_units": ["6+12", "6+12", "L12", "R12", "R12", "12", "1+2", "5", "26", "25+26"],
         }
     )
     table = au_feature_table(samples).set_index("feature")
+    assert table["family_kind"].eq("exploratory").all() and table["family_size"].eq(5).all()
     assert (table.loc["AU6+AU12", "k_A"], table.loc["AU6+AU12", "n_A"]) == (2, 3)
     assert (
         table.loc["AU12 one-sided (of AU12)", "k_B"],
@@ -41,6 +44,11 @@ def test_feature_table_counts_and_fisher():
         and table.loc["AU26 jaw drop", "share_A"] == 0.0
     )
     assert 0 < table.loc["AU26 jaw drop", "p_fisher"] <= 1
+    # the unit is the subject: two samples of one subject count once
+    same_subject = samples.assign(subject=["000", "000", "002", "003", "003", "005"] + ["006"] * 4)
+    table = au_feature_table(same_subject).set_index("feature")
+    assert (table.loc["AU6+AU12", "k_A"], table.loc["AU6+AU12", "n_A"]) == (1, 2)
+    assert table.loc["AU6+AU12", "samples_A"] == 3
 
 
 def test_real_sheet_action_units(real_data: Path, make_config):
@@ -52,11 +60,18 @@ def test_real_sheet_action_units(real_data: Path, make_config):
     }
     samples = build_composite(make_config({"sources": [source]}).data).samples
     assert not [t for t in samples["action_units"] if parse_action_units(t).unparsed]
-    table = au_feature_table(samples).set_index("feature")
+    table = au_feature_table(samples, ("Asian", "Non-Asian")).set_index("feature")
     # Positive samples per group as in the composite (33 Asian, 25 Non-Asian), Surprise 30 / 10
-    assert (table.loc["AU12", "n_Asian"], table.loc["AU12", "n_Non-Asian"]) == (33, 25)
-    assert (table.loc["AU26 jaw drop", "n_Asian"], table.loc["AU26 jaw drop", "n_Non-Asian"]) == (
-        30,
-        10,
+    assert (table.loc["AU12", "samples_Asian"], table.loc["AU12", "samples_Non-Asian"]) == (33, 25)
+    assert (
+        table.loc["AU26 jaw drop", "samples_Asian"],
+        table.loc["AU26 jaw drop", "samples_Non-Asian"],
+    ) == (30, 10)
+    # ... and the test counts subjects
+    positive = samples[samples["label"] == "Positive"].drop_duplicates(["dataset", "subject"])
+    subjects = positive.groupby("ethnicity").size()
+    assert (table.loc["AU12", "n_Asian"], table.loc["AU12", "n_Non-Asian"]) == (
+        subjects["Asian"],
+        subjects["Non-Asian"],
     )
     assert table["p_fisher"].between(0, 1).all()

@@ -11,11 +11,10 @@ from typer.testing import CliRunner
 from ethnicmer.annotate.aggregate import aggregate_subjects, correct_subjects
 from ethnicmer.annotate.estimators import (
     AgeGenderEstimator,
-    FaceXFormerEstimator,
     read_prediction_table,
 )
 from ethnicmer.cli import app
-from ethnicmer.errors import DataError, ModelError
+from ethnicmer.errors import DataError
 from tests.conftest import write_config
 
 runner = CliRunner()
@@ -85,13 +84,6 @@ def test_subject_without_any_vote_needs_an_override(tmp_path: Path):
     )
     with pytest.raises(DataError, match="no usable gender vote and no override for: samm/008"):
         correct_subjects(votes, 1, 0.5, None)
-
-
-def test_facexformer_needs_a_checkpoint(tmp_path: Path):
-    with pytest.raises(ModelError, match="needs `checkpoint:`"):
-        FaceXFormerEstimator(None)
-    with pytest.raises(ModelError, match="does not exist"):
-        FaceXFormerEstimator(tmp_path / "none.pt")
 
 
 # ---------------------------------------------------------------- real data

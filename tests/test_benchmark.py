@@ -3,7 +3,6 @@
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -11,7 +10,6 @@ from typer.testing import CliRunner
 import ethnicmer.evaluation.executors as executors
 from ethnicmer.cli import app
 from ethnicmer.config import load_config
-from ethnicmer.evaluation.decoding import decoding_scores
 from ethnicmer.pipeline import run_stage
 from ethnicmer.stages import BENCHMARK, DATABASE
 from tests.conftest import tiny_benchmark_config
@@ -67,16 +65,46 @@ def test_tiny_benchmark_tables(tiny_megc: Path, tmp_path: Path):
     }
     comparisons = pd.read_csv(out / "comparisons.csv")
     assert comparisons[["a", "b", "seeds"]].values.tolist() == [["dual", "motion", 2]]
+    pair = comparisons.iloc[0]
+    assert (pair["family"], pair["family_kind"], pair["family_size"]) == (
+        "Table V pairs",
+        "confirmatory",
+        1,
+    )
+    assert pair["p_permutation_adjusted"] == pytest.approx(pair["p_permutation"])
+    assert pair["mde"] > 0 and pair["ci_low"] <= pair["difference"] <= pair["ci_high"]
+    effects = pd.read_csv(out / "effects.csv")
+    assert set(effects["effect"]) == {
+        "ethnicity within dataset",
+        "dataset within ethnicity",
+        "row",
+        "row × ethnicity",
+    }
+    assert {"estimate", "ci_low", "ci_high", "p", "p_adjusted", "mde", "family"} <= set(
+        effects.columns
+    )
+    fairness = pd.read_csv(out / "fairness.csv")
+    assert {"equal_opportunity_gap", "equalized_odds_difference", "recall", "macro_f1"} == set(
+        fairness["metric"]
+    )
+    assert set(fairness["grouping"]) == {"ethnicity", "dataset x ethnicity"}
     groups = pd.read_csv(out / "groups.csv")
     cell = groups[(groups["model"] == "motion") & (groups["group"] == "samm / Asian")].iloc[0]
     assert not cell["comparable"] and "fewer than 5" in cell["note"]
     assert (out / "confusion_dual.png").stat().st_size > 1000
     assert (out / "table5.tex").read_text().startswith("\\begin{table}")
     decoding = pd.read_csv(out / "context_decoding.csv")
-    assert decoding[["model", "seed"]].drop_duplicates().values.tolist() == [
+    heads = decoding[decoding["decoder"] == "context head"]
+    assert heads[["model", "seed"]].drop_duplicates().values.tolist() == [
         ["dual", 0],
         ["dual", 1],
     ]
+    colour = decoding[decoding["decoder"].str.startswith("colour statistics")]
+    assert set(colour["decoder"]) == {
+        "colour statistics (raw crops: colour)",
+        "colour statistics (as the row reads them: grey)",
+    }
+    assert (decoding["family"] == "context decoding").all()
     assert decoding["balanced_accuracy"].dropna().between(0, 1).all()
     checkpoints = list((out / "models" / "dual" / "seed-0" / "checkpoints").glob("*.pt"))
     assert len(checkpoints) == 6
@@ -164,7 +192,10 @@ def test_changed_model_settings_restart_that_row(
     )
     assert marker.stat().st_mtime_ns != before
     message = " ".join(capsys.readouterr().err.split())
-    assert "spec changed (model, settings); discarding 2 finished folds" in message
+    assert (
+        "changed since its folds were trained (model: the row's model settings; "
+        "settings: the training schedule); discarding 2 finished folds" in message
+    )
 
 
 def test_benchmark_cli_json(tiny_megc: Path, tmp_path: Path):
@@ -189,7 +220,7 @@ def test_benchmark_without_flow_images_names_the_sample(synthetic_root: Path, tm
     )
     result = runner.invoke(app, ["benchmark", str(path)])
     assert result.exit_code == 2
-    assert "have no flow input, e.g. casme2/sub01/" in result.stderr
+    assert "have no flow image, e.g. casme2/sub01/" in result.stderr
 
 
 # ---------------------------------------------------------------- real data
@@ -215,6 +246,7 @@ def test_real_data_smoke_every_table5_row(
             "max_folds": 2,
             "bootstrap": 20,
             "save_checkpoints": False,
+            "seeds": [0],
         }
     )
     path = tmp_path / "smoke.yaml"
@@ -230,7 +262,13 @@ def test_real_data_smoke_every_table5_row(
         "control-permuted-ethnicity",
     ]
     assert table["macro_f1"].between(0, 1).all()
+    assert table.set_index("model").loc["resnet18-dual-rgb", "context_input"] == "apex (grey)"
+    comparisons = pd.read_csv(cfg.run_dir / "benchmark" / "comparisons.csv")
+    # one seed: every comparison is labelled exploratory, none confirmatory
+    assert (comparisons["family_kind"] == "exploratory").all()
+    assert comparisons["evidence"].str.startswith("single seed").all()
     decoding = pd.read_csv(cfg.run_dir / "benchmark" / "context_decoding.csv")
+    decoding = decoding[decoding["decoder"] == "context head"]
     assert set(decoding["model"]) == set(table["model"]) - {"resnet18-motion"}
     assert set(decoding["scope"]) == {"all", "within casme2"}  # both folds are CASME II
     predictions = _predictions(cfg.run_dir)
@@ -240,22 +278,6 @@ def test_real_data_smoke_every_table5_row(
         (samples["dataset"] == "casme2") & samples["subject"].isin(["sub01", "sub02"])
     ]
     assert len(predictions) == 6 * len(held_out) == 6 * (3 + 9)
-
-
-def test_context_decoding_is_tested_over_subjects():
-    rng = np.random.default_rng(0)
-    rows = []
-    for s in range(16):
-        label = s % 2
-        for _ in range(4):
-            rows.append((f"s{s}", label, label if rng.random() < 0.9 else 1 - label))
-    frame = pd.DataFrame(rows, columns=["subject_id", "context_true", "context_pred"])
-    decoded = decoding_scores(frame, 500, 0)
-    assert decoded["balanced_accuracy"] > 0.8 and decoded["p_permutation"] < 0.01
-    frame["context_pred"] = rng.integers(0, 2, len(frame))
-    assert decoding_scores(frame, 500, 0)["p_permutation"] > 0.05
-    one_class = frame[frame["context_true"] == 0]
-    assert "one class" in decoding_scores(one_class, 10, 0)["note"]
 
 
 def test_full_disk_stops_before_training_and_says_what_to_do(
@@ -318,3 +340,34 @@ def test_report_command_renders_a_benchmark_only_study(tiny_megc: Path, tmp_path
     before = report.stat().st_mtime_ns
     result = runner.invoke(app, ["report", str(path), "--force"])
     assert result.exit_code == 0 and report.stat().st_mtime_ns != before
+
+
+def test_a_failing_fold_stops_the_pool_and_names_the_fold(tiny_megc: Path, tmp_path: Path):
+    """The process pool stops at the first failing fold: queued folds are cancelled,
+    finished folds kept, and the error names the row, seed and held-out subject."""
+    import dataclasses
+
+    from ethnicmer.config import ExecutorConfig
+    from ethnicmer.errors import FoldError
+    from ethnicmer.evaluation.protocols import loso_folds
+    from ethnicmer.stages import samples_with_flows
+    from ethnicmer.studies.benchmark import plan_tasks
+
+    path = tiny_benchmark_config(tmp_path, tiny_megc, [MOTION], save_checkpoints=False)
+    cfg = load_config(path)
+    run_stage(DATABASE, cfg)
+    samples = samples_with_flows(cfg).sort_values(["dataset", "subject", "filename"])
+    samples = samples.reset_index(drop=True)
+    out = cfg.run_dir / "benchmark"
+    tasks = plan_tasks(cfg, samples, loso_folds(samples), out)
+    assert len(tasks) == 6
+    broken = dataclasses.replace(tasks[0], flow_file=str(tmp_path / "missing.npy"))
+    with pytest.raises(FoldError) as info:
+        executors.execute([broken, *tasks[1:]], ExecutorConfig(kind="process", workers=1))
+    message = str(info.value)
+    assert "row motion, seed 0, test subject casme2/sub01" in message
+    assert "missing.npy" in message and "re-run to resume" in message
+    finished = list((out / "models" / "motion" / "seed-0" / "folds").glob("*.csv"))
+    assert len(finished) < 5  # queued folds did not run
+    with pytest.raises(FoldError, match="row motion, seed 0, test subject casme2/sub01"):
+        executors.execute([broken], ExecutorConfig(kind="inline"))

@@ -68,7 +68,7 @@ def test_unreadable_image(copy_root: Path, make_config):
     cfg = make_config(synthetic_data_section(copy_root))
     victim = build_composite(cfg.data).samples.iloc[1]
     Path(victim["onset_path"]).write_bytes(b"not a jpeg")
-    with pytest.raises(DataError, match="is not a readable image"):
+    with pytest.raises(DataError, match=r"onset frame .* cannot be decoded"):
         build_composite(cfg.data)
 
 
@@ -197,6 +197,7 @@ def test_custom_grouping(synthetic_root: Path, make_config):
         "Indian": "other",
         "Others": "other",
     }
+    data["demographics"]["paper_groups"] = {"Asian": "other", "Non-Asian": "W"}
     db = build_composite(make_config(data).data)
     assert set(db.samples["ethnicity"]) == {"W", "other"}
 

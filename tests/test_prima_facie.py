@@ -44,7 +44,15 @@ def test_too_few_subjects_says_how_many_exist():
 
 
 def _config(tmp_path: Path, root: Path, **settings: object) -> Path:
-    prima = {"subjects": 2, "draws": 3, "feature_size": 32, "n_estimators": 20, **settings}
+    prima = {
+        "subjects": 2,
+        "draws": 3,
+        "feature_size": 32,
+        "n_estimators": 20,
+        "permutations": 9,
+        "null_draws": 1,
+        **settings,
+    }
     payload = {
         "study": "pf",
         "seed": 1,
@@ -61,7 +69,9 @@ def test_tiny_prima_facie(tiny_megc: Path, tmp_path: Path):
     assert [r["train/test data"] for r in payload["table4"]] == ["Asian", "Non-Asian", "Mixed"]
     assert [r["draws"] for r in payload["summary"]] == [3, 3, 3]
     assert {t["comparison"] for t in payload["tests"]} == {"Mixed - Asian", "Mixed - Non-Asian"}
-    assert all(0 < t["p (two-sided, over draws)"] <= 1 for t in payload["tests"])
+    assert all(0 < t["p"] <= t["p_adjusted"] <= 1 for t in payload["tests"])
+    assert {t["family_kind"] for t in payload["tests"]} == {"confirmatory"}
+    assert all(t["null replicates"] == 9 and t["mde"] > 0 for t in payload["tests"])
     assert {(t["train"], t["test"]) for t in payload["transfer"]} == {
         ("Asian", "Non-Asian"),
         ("Non-Asian", "Asian"),
@@ -75,6 +85,19 @@ def test_tiny_prima_facie(tiny_megc: Path, tmp_path: Path):
         app, ["prima-facie", str(_config(tmp_path / "again", tiny_megc)), "--json"]
     )
     assert json.loads(again.stdout)["summary"] == payload["summary"]
+
+
+def test_the_null_does_not_depend_on_the_number_of_draws(tiny_megc: Path, tmp_path: Path):
+    """Draws are resamples of one pool: more of them must not make the test sharper."""
+    nulls = []
+    for draws in (2, 6):
+        path = _config(tmp_path / str(draws), tiny_megc, draws=draws, transfer=False)
+        result = runner.invoke(app, ["prima-facie", str(path), "--json"])
+        assert result.exit_code == 0, result.output
+        nulls.append(
+            pd.read_csv(tmp_path / str(draws) / "runs" / "pf" / "prima_facie" / "null.csv")
+        )
+    pd.testing.assert_frame_equal(nulls[0], nulls[1])
 
 
 def test_dataset_matched_design(tiny_megc: Path, tmp_path: Path):
@@ -110,7 +133,9 @@ def test_real_prima_facie_two_draws(real_data: Path, tmp_path: Path):
     payload = {
         "study": "pf-real",
         "data": {"sources": [{"kind": "megc2019_flow", "root": str(real_data / "megc2019-flow")}]},
-        "stages": {"prima_facie": {"draws": 2, "n_estimators": 50}},
+        "stages": {
+            "prima_facie": {"draws": 2, "n_estimators": 50, "permutations": 2, "null_draws": 1}
+        },
     }
     result = runner.invoke(app, ["prima-facie", str(write_config(tmp_path, payload)), "--json"])
     assert result.exit_code == 0, result.output
@@ -128,6 +153,8 @@ def test_real_prima_facie_within_samm(real_data: Path, tmp_path: Path):
             "prima_facie": {
                 "draws": 2,
                 "n_estimators": 50,
+                "permutations": 2,
+                "null_draws": 1,
                 "transfer": False,
                 "matched_dataset": "samm",
             }

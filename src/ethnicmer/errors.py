@@ -23,3 +23,11 @@ class ModelError(EthnicmerError):
 
 class DiskSpaceError(EthnicmerError):
     """A stage would write more than the disk holding its output folder has free."""
+
+
+class StudyLockedError(EthnicmerError):
+    """Another process is running the same study (``runs/<study>/.lock`` is held)."""
+
+
+class FoldError(EthnicmerError):
+    """A LOSO fold failed; the message names the row, seed and held-out subject."""

@@ -15,7 +15,8 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -24,6 +25,9 @@ from typing import Any
 
 from ethnicmer import __version__
 from ethnicmer.config import StudyConfig
+from ethnicmer.errors import ConfigError, StudyLockedError
+from ethnicmer.io import write_json_atomic
+from ethnicmer.progress import log
 
 MANIFEST = "manifest.json"
 _VERSIONED = ("numpy", "pandas", "scikit-learn", "torch", "torchvision", "pydantic", "Pillow")
@@ -50,10 +54,13 @@ def file_digest(path: Path) -> str:
 
 
 def tree_digest(root: Path) -> str:
-    """Digest of a folder's listing: relative path, size and mtime of every file.
+    """Digest of a folder's listing: relative path, size, mtime, ctime and inode of every file.
 
-    Cheap enough for folders of tens of thousands of frames; contents are not read.
-    A missing folder has the digest ``"missing"``.
+    Cheap enough for folders of tens of thousands of frames; contents are not read
+    (the database stage digests the contents of the files a study reads). The
+    status-change time and inode catch a file replaced at the same path even when
+    its modification time was preserved (``cp -p``, ``rsync -a``). A missing folder
+    has the digest ``"missing"``.
     """
     root = Path(root)
     if not root.exists():
@@ -65,7 +72,8 @@ def tree_digest(root: Path) -> str:
             path = Path(dirpath) / name
             stat = path.stat()
             digest.update(
-                f"{path.relative_to(root)}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode()
+                f"{path.relative_to(root)}\t{stat.st_size}\t{stat.st_mtime_ns}\t"
+                f"{stat.st_ctime_ns}\t{stat.st_ino}\n".encode()
             )
     return digest.hexdigest()
 
@@ -109,63 +117,165 @@ class StageResult:
     manifest: Path
 
 
+def _material(stage: Stage, cfg: StudyConfig, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Everything a stage's outputs depend on, as JSON-able values."""
+    return json.loads(
+        json.dumps(
+            {
+                "stage": stage.name,
+                "config": stage.config_section(cfg),
+                "seed": cfg.seed,
+                "inputs": inputs,
+                "ethnicmer": __version__,
+            },
+            sort_keys=True,
+            default=str,
+        )
+    )
+
+
 def fingerprint(stage: Stage, cfg: StudyConfig, inputs: dict[str, Any] | None = None) -> str:
     """Hash of the stage's config section, seed, inputs and ethnicmer version.
 
     ``inputs`` is ``stage.inputs(cfg)`` when the caller has it already (digesting
     large frame folders twice is wasted I/O).
     """
-    material = {
-        "stage": stage.name,
-        "config": stage.config_section(cfg),
-        "seed": cfg.seed,
-        "inputs": stage.inputs(cfg) if inputs is None else inputs,
-        "ethnicmer": __version__,
-    }
-    blob = json.dumps(material, sort_keys=True, default=str).encode()
+    material = _material(stage, cfg, stage.inputs(cfg) if inputs is None else inputs)
+    blob = json.dumps(material, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()
 
 
-def _up_to_date(manifest_path: Path, expected: str) -> bool:
+def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of the entries that differ between two JSON-like values.
+
+    Example: ``changed_keys({"a": {"b": 1}}, {"a": {"b": 2}})`` → ``["a.b"]``.
+    """
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new), key=str):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key not in old or key not in new:
+                out.append(path)
+            else:
+                out += changed_keys(old[key], new[key], path)
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        out = []
+        for i, (a, b) in enumerate(zip(old, new, strict=True)):
+            out += changed_keys(a, b, f"{prefix}.{i}" if prefix else str(i))
+        return out
+    return [] if old == new else [prefix or "(value)"]
+
+
+def _stale_reason(manifest_path: Path, expected: str, material: dict[str, Any]) -> str | None:
+    """Why a stage must run, or ``None`` when its outputs are up to date."""
     if not manifest_path.is_file():
-        return False
+        return "not run yet (or interrupted before it finished)"
     try:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, json.JSONDecodeError):
-        return False
+        return "its manifest is unreadable"
     if manifest.get("fingerprint") != expected:
-        return False
+        old = manifest.get("material")
+        if not isinstance(old, dict):
+            return "it was made by an older ethnicmer"
+        keys = changed_keys(old, material)
+        shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+        return f"changed: {shown}"
     for output in manifest.get("outputs", []):
         path = Path(output["path"])
-        if not path.is_file() or path.stat().st_size != output["bytes"]:
-            return False
+        if not path.is_file():
+            return f"output {path} is missing"
+        if path.stat().st_size != output["bytes"]:
+            return f"output {path} was modified"
         if output.get("sha256") and file_digest(path) != output["sha256"]:
-            return False
-    return True
+            return f"output {path} was modified"
+    return None
 
 
-def write_json_atomic(path: Path, payload: Any, sort_keys: bool = False) -> None:
-    """Write JSON to ``path`` through a temporary file, so a crash leaves no half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=sort_keys, default=str) + "\n")
-    os.replace(tmp, path)
+def _up_to_date(manifest_path: Path, expected: str) -> bool:
+    return _stale_reason(manifest_path, expected, {}) is None
+
+
+def prepare_run_dir(cfg: StudyConfig) -> Path:
+    """Create ``runs_dir/<study>`` and check it can be written.
+
+    Raises:
+        ConfigError: ``runs_dir`` (or the study folder) is a file, cannot be
+            created, or is not writable; the message names the path and the key.
+    """
+    for folder in (cfg.runs_dir, cfg.run_dir):
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(
+                f"runs_dir: {folder} is a file, not a folder; point runs_dir at a folder"
+            )
+    try:
+        cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"runs_dir: cannot create {cfg.run_dir} ({exc.strerror}); point runs_dir at a "
+            "folder you can write"
+        ) from None
+    if not os.access(cfg.run_dir, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"runs_dir: {cfg.run_dir} is not writable; point runs_dir at a folder you can write"
+        )
+    return cfg.run_dir
+
+
+@contextmanager
+def study_lock(cfg: StudyConfig) -> Iterator[None]:
+    """Hold ``runs/<study>/.lock`` while stages run, so two runs of a study never collide.
+
+    Raises:
+        StudyLockedError: another process holds the lock (the message gives its pid).
+    """
+    import fcntl
+
+    prepare_run_dir(cfg)
+    path = cfg.run_dir / ".lock"
+    handle = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise StudyLockedError(
+                f"{cfg.run_dir}: another ethnicmer process (pid {holder}) is running study "
+                f"{cfg.study!r}; wait for it to finish, or give this run another study name "
+                "or runs_dir"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()
 
 
 def run_stage(stage: Stage, cfg: StudyConfig, force: bool = False) -> StageResult:
     """Run ``stage`` unless its outputs are up to date (or ``force``).
 
+    The log says why a stage runs: not run yet, forced, which config keys or
+    inputs changed (dotted paths), or which output is missing or was modified.
+
     Returns:
         A :class:`StageResult`; ``skipped`` tells whether the stage was up to date.
     """
+    prepare_run_dir(cfg)
     out_dir = cfg.run_dir / stage.name
     manifest_path = out_dir / MANIFEST
     inputs = stage.inputs(cfg)
+    material = _material(stage, cfg, inputs)
     expected = fingerprint(stage, cfg, inputs)
-    if not force and _up_to_date(manifest_path, expected):
+    reason = "forced (--force)" if force else _stale_reason(manifest_path, expected, material)
+    if reason is None:
         manifest = json.loads(manifest_path.read_text())
         outputs = [Path(o["path"]) for o in manifest["outputs"]]
         return StageResult(stage.name, True, outputs, 0.0, manifest_path)
+    log(f"[{cfg.study}] stage {stage.name}: running: {reason}")
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path.unlink(missing_ok=True)
     started = datetime.now(UTC)
@@ -181,6 +291,7 @@ def run_stage(stage: Stage, cfg: StudyConfig, force: bool = False) -> StageResul
             "seed": cfg.seed,
             "config": json.loads(cfg.model_dump_json()),
             "inputs": inputs,
+            "material": material,
             "versions": package_versions(),
             "outputs": [
                 {"path": str(p), "bytes": p.stat().st_size, "sha256": file_digest(p)}

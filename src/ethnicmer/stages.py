@@ -8,32 +8,46 @@ configured). Later stages read the files the database stage writes:
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from ethnicmer.annotate.stage import run_annotate
 from ethnicmer.config import MegcFlowSource, StudyConfig
-from ethnicmer.data.composite import build_composite
-from ethnicmer.data.demographics import builtin_table_path
-from ethnicmer.data.simulator import write_simulated_study
-from ethnicmer.data.summary import summarise
-from ethnicmer.data.synthetic import write_synthetic_study
+from ethnicmer.digests import DigestCache
 from ethnicmer.errors import DataError
-from ethnicmer.flow.stage import (
-    attach_flows,
-    compute_flows,
-    export_megc_layout,
-    settings_from_config,
-)
-from ethnicmer.pipeline import Stage, file_digest, input_digest, write_json_atomic
-from ethnicmer.report.study import write_report
-from ethnicmer.studies.activation_maps import run_activation_maps
-from ethnicmer.studies.benchmark import run_benchmark
-from ethnicmer.studies.prima_facie import run_prima_facie
+from ethnicmer.io import write_csv_atomic, write_json_atomic, write_parquet_atomic
+from ethnicmer.pipeline import Stage, file_digest, input_digest
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def _lazy(target: str) -> Callable[..., Any]:
+    """``"module:function"`` imported on first call: the CLI starts without torch."""
+    module, name = target.split(":")
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
+build_composite = _lazy("ethnicmer.data.composite:build_composite")
+summarise = _lazy("ethnicmer.data.summary:summarise")
+write_simulated_study = _lazy("ethnicmer.data.simulator:write_simulated_study")
+write_synthetic_study = _lazy("ethnicmer.data.synthetic:write_synthetic_study")
+run_annotate = _lazy("ethnicmer.annotate.stage:run_annotate")
+attach_flows = _lazy("ethnicmer.flow.stage:attach_flows")
+compute_flows = _lazy("ethnicmer.flow.stage:compute_flows")
+export_megc_layout = _lazy("ethnicmer.flow.stage:export_megc_layout")
+settings_from_config = _lazy("ethnicmer.flow.stage:settings_from_config")
+write_report = _lazy("ethnicmer.report.study:write_report")
+run_activation_maps = _lazy("ethnicmer.studies.activation_maps:run_activation_maps")
+run_benchmark = _lazy("ethnicmer.studies.benchmark:run_benchmark")
+run_prima_facie = _lazy("ethnicmer.studies.prima_facie:run_prima_facie")
 
 SAMPLES_FILE = "samples.parquet"
 
@@ -55,6 +69,8 @@ def _database_inputs(cfg: StudyConfig) -> dict[str, Any]:
             sources.append(
                 {"sheet": input_digest(source.sheet), "frames": input_digest(source.frames)}
             )
+    from ethnicmer.data.demographics import builtin_table_path
+
     table = data.demographics.table
     return {
         "sources": sources,
@@ -64,21 +80,23 @@ def _database_inputs(cfg: StudyConfig) -> dict[str, Any]:
     }
 
 
+def digest_cache(cfg: StudyConfig) -> DigestCache:
+    """The study's file-digest cache (``runs/<study>/cache/digests.json``)."""
+    return DigestCache(cfg.run_dir / "cache" / "digests.json")
+
+
 def _run_database(cfg: StudyConfig, out_dir: Path) -> list[Path]:
-    database = build_composite(cfg.data)
+    digests = digest_cache(cfg)
+    database = build_composite(cfg.data, digests=digests)
+    digests.save()
     outputs = {
         "samples.csv": database.samples,
         "exclusions.csv": database.exclusions,
         "demographics.csv": database.demographics,
         "overrides.csv": database.overrides,
     }
-    written = []
-    for name, frame in outputs.items():
-        path = out_dir / name
-        frame.to_csv(path, index=False)
-        written.append(path)
-    parquet = out_dir / SAMPLES_FILE
-    database.samples.to_parquet(parquet, index=False)
+    written = [write_csv_atomic(frame, out_dir / name) for name, frame in outputs.items()]
+    parquet = write_parquet_atomic(database.samples, out_dir / SAMPLES_FILE)
     summary = out_dir / "summary.json"
     write_json_atomic(summary, summarise(database.samples, database.exclusions))
     return [*written, parquet, summary]
@@ -153,6 +171,12 @@ def _benchmark_inputs(cfg: StudyConfig) -> dict[str, Any]:
 
 
 def _run_flow(cfg: StudyConfig, out_dir: Path) -> list[Path]:
+    """Flow images for every sample with frames; ``flows.csv`` carries their digests.
+
+    Also writes ``summary.json``: Tables I–III of the samples that remain after the
+    flow stage's exclusions, with the database's and the flow stage's exclusions
+    together (the report describes the samples actually studied).
+    """
     assert cfg.stages.flow is not None
     samples = load_samples(cfg)
     settings = settings_from_config(cfg.stages.flow)
@@ -163,11 +187,31 @@ def _run_flow(cfg: StudyConfig, out_dir: Path) -> list[Path]:
         cfg.stages.flow.workers,
         cfg.data.on_problem,
     )
-    written = [out_dir / "flows.csv", out_dir / "exclusions.csv"]
-    flows.to_csv(written[0], index=False)
-    failed.to_csv(written[1], index=False)
+    failed = failed.merge(
+        samples[["dataset", "subject", "filename", "source_file", "source_row"]],
+        on=["dataset", "subject", "filename"],
+        how="left",
+    )
+    failed = failed.assign(stage="flow")
+    digests = digest_cache(cfg)
+    flows["flow_sha256"] = [digests.digest(path) for path in flows["flow_path"]]
+    flows["apex_crop_sha256"] = [
+        digests.digest(path) if path else "" for path in flows["apex_crop_path"]
+    ]
+    flows["flow_side"] = settings.size
+    digests.save()
+    written = [
+        write_csv_atomic(flows, out_dir / "flows.csv"),
+        write_csv_atomic(failed, out_dir / "exclusions.csv"),
+    ]
     if cfg.stages.flow.export_png:
         written.append(export_megc_layout(samples, flows, out_dir / "megc"))
+    import pandas as pd
+
+    studied = attach_flows(samples, flows, failed)
+    earlier = pd.read_csv(cfg.run_dir / DATABASE.name / "exclusions.csv", dtype=str)
+    every = pd.concat([earlier.assign(stage="database"), failed], ignore_index=True)
+    written.append(write_json_atomic(out_dir / "summary.json", summarise(studied, every)))
     return written
 
 
@@ -184,11 +228,13 @@ def samples_with_flows(cfg: StudyConfig) -> pd.DataFrame:
     samples = load_samples(cfg)
     if cfg.stages.flow is None:
         return samples
+    import pandas as pd
+
     folder = cfg.run_dir / FLOW.name
     if not (folder / "flows.csv").is_file():
         raise DataError(f"{folder / 'flows.csv'} does not exist; run `ethnicmer flow` first")
-    flows = pd.read_csv(folder / "flows.csv", dtype=str)
-    failed = pd.read_csv(folder / "exclusions.csv", dtype=str)
+    flows = pd.read_csv(folder / "flows.csv", dtype=str, keep_default_na=False)
+    failed = pd.read_csv(folder / "exclusions.csv", dtype=str, keep_default_na=False)
     return attach_flows(samples, flows, failed)
 
 
@@ -263,6 +309,8 @@ def load_samples(cfg: StudyConfig) -> pd.DataFrame:
     Raises:
         DataError: the database stage has not run for this study.
     """
+    import pandas as pd
+
     path = _samples_file(cfg)
     if not path.is_file():
         raise DataError(

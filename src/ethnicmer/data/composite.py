@@ -26,17 +26,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from PIL import Image
 
 from ethnicmer.config import DataConfig, MegcFlowSource, SammSource, Source
 from ethnicmer.data.casme2 import read_coding_sheet
 from ethnicmer.data.demographics import apply_overrides, ethnicity_group, load_demographics
 from ethnicmer.data.emotions import EMOTION_CLASSES, map_emotion, to_binary
 from ethnicmer.data.frames import find_frame
+from ethnicmer.data.images import check_flow_image, check_flow_sizes, decode_image
 from ethnicmer.data.megc import read_megc_flow_set
 from ethnicmer.data.samm import read_samm_sheet
 from ethnicmer.data.sheets import read_table
 from ethnicmer.data.subjects import KEY_COLUMNS, format_key, normalise_dataset, normalise_subject
+from ethnicmer.digests import DigestCache
 from ethnicmer.errors import DataError
 from ethnicmer.progress import progress
 
@@ -63,6 +64,11 @@ SAMPLE_COLUMNS = [
     "apex_path",
     "flow_path",
     "apex_crop_path",
+    "onset_sha256",
+    "apex_sha256",
+    "flow_sha256",
+    "apex_crop_sha256",
+    "flow_side",
     "source_kind",
     "source_file",
     "source_row",
@@ -70,7 +76,19 @@ SAMPLE_COLUMNS = [
 """Columns of the samples table. ``label`` is the 3-class emotion (Negative,
 Positive, Surprise), ``label_id`` its index, ``binary_label`` Negative vs
 Non-negative; frame numbers are frames of the release (nullable ``Int64``);
-paths are empty where the source has no such input."""
+paths are empty where the source has no such input. Each ``<input>_sha256`` is
+the SHA-256 of the bytes of the file at ``<input>_path`` (empty with the path):
+a file replaced at the same path changes the table and so every later stage.
+``flow_side`` is the flow image's side in pixels (``Int64``; NA without one)."""
+
+PATH_COLUMNS = ["onset_path", "apex_path", "flow_path", "apex_crop_path"]
+"""Input files of a sample; each has a digest column (``_path`` → ``_sha256``)."""
+
+
+def digest_column(path_column: str) -> str:
+    """The digest column of a path column: ``flow_path`` → ``flow_sha256``."""
+    return path_column.removesuffix("_path") + "_sha256"
+
 
 EXCLUSION_COLUMNS = ["dataset", "subject", "filename", "reason", "source_file", "source_row"]
 _MAX_LISTED = 25
@@ -317,30 +335,67 @@ def _resolve_frames(table: pd.DataFrame, ledger: _Ledger) -> pd.DataFrame:
     return out
 
 
-def _check_images(table: pd.DataFrame, ledger: _Ledger, verify: bool) -> pd.DataFrame:
-    keep = []
-    columns = ["onset_path", "apex_path", "flow_path", "apex_crop_path"]
+_WHAT = {
+    "onset_path": "onset frame",
+    "apex_path": "apex frame",
+    "flow_path": "flow image",
+    "apex_crop_path": "apex crop",
+}
+
+
+def _check_images(
+    table: pd.DataFrame, ledger: _Ledger, verify: bool, digests: DigestCache
+) -> pd.DataFrame:
+    """Every input file must exist and (``verify``) decode fully; flow images must be
+    3-channel, square and of the set's size. Adds the digest columns and ``flow_side``."""
+    keep: list[int] = []
+    found: dict[int, dict[str, object]] = {}
+    sides: dict[str, dict[str, int]] = {}
     for index, row in progress(list(table.iterrows()), "checking input images"):
         bad = None
-        for column in columns:
+        record: dict[str, object] = {}
+        for column in PATH_COLUMNS:
             path = row.get(column, "")
             if not isinstance(path, str) or not path:
                 continue
-            if not Path(path).is_file():
-                bad = f"{column} {path} does not exist"
+            what = _WHAT[column]
+            try:
+                if not Path(path).is_file():
+                    raise DataError(f"{what} {path} does not exist")
+                if verify and column == "flow_path":
+                    info = check_flow_image(path)
+                    record["flow_side"] = info.width
+                    sides.setdefault(str(row.get("source_file", "")), {})[path] = info.width
+                elif verify:
+                    decode_image(path, what)
+                record[digest_column(column)] = digests.digest(path)
+            except DataError as exc:
+                bad = str(exc)
                 break
-            if verify:
-                try:
-                    with Image.open(path) as image:
-                        image.verify()
-                except Exception as exc:  # Pillow raises several types for bad files
-                    bad = f"{column} {path} is not a readable image ({exc})"
-                    break
+            except OSError as exc:
+                bad = f"{what} {path} cannot be read ({exc.strerror})"
+                break
         if bad is None:
             keep.append(index)
+            found[index] = record
         else:
             ledger.problem(row, bad)
-    return table.loc[keep]
+    wrong_size = {
+        path: reason for group in sides.values() for path, reason in check_flow_sizes(group).items()
+    }
+    kept = []
+    for index in keep:
+        row = table.loc[index]
+        if row.get("flow_path", "") in wrong_size:
+            ledger.problem(row, wrong_size[row["flow_path"]])
+        else:
+            kept.append(index)
+    out = table.loc[kept].copy()
+    for column in PATH_COLUMNS:
+        name = digest_column(column)
+        out[name] = [str(found[i].get(name, "")) for i in kept]
+    out["flow_side"] = pd.array([found[i].get("flow_side", pd.NA) for i in kept], dtype="Int64")
+    return out
 
 
 def _join_demographics(
@@ -359,23 +414,27 @@ def _join_demographics(
     return out
 
 
-def build_composite(cfg: DataConfig, with_demographics: bool = True) -> CompositeDatabase:
+def build_composite(
+    cfg: DataConfig, with_demographics: bool = True, digests: DigestCache | None = None
+) -> CompositeDatabase:
     """Build the composite database from the configured sources.
 
     Args:
         cfg: the ``data`` section of a study config.
         with_demographics: join the demographics (``False`` leaves the demographic
             columns empty: the annotation stage uses this to label subjects first).
+        digests: where file digests are cached between runs (default: memory only).
 
     Returns:
         A :class:`CompositeDatabase`.
 
     Raises:
         DataError: a source cannot be read, or (with ``on_problem: error``) any
-            sample fails a check; the message lists every failing sample with its
-            file and row.
+            sample fails a check; the message names the check and lists every
+            failing sample with its file and row.
     """
     ledger = _Ledger(cfg.on_problem)
+    digests = digests if digests is not None else DigestCache()
     tables = []
     for source in cfg.sources:
         table = _read_source(source)
@@ -387,6 +446,7 @@ def build_composite(cfg: DataConfig, with_demographics: bool = True) -> Composit
                 table = table[table["dataset"].isin(source.datasets)]
             table = _join_sheets(table, source, ledger)
         tables.append(table)
+    ledger.raise_problems("coding-sheet")
     table = pd.concat(tables, ignore_index=True)
     if table.empty:
         raise DataError("the configured data sources hold no samples")
@@ -395,7 +455,7 @@ def build_composite(cfg: DataConfig, with_demographics: bool = True) -> Composit
     table = _apply_labels(table, cfg.emotion_mapping, ledger)
     table = _apply_apex_policy(table, cfg, ledger)
     table = _resolve_frames(table, ledger)
-    table = _check_images(table, ledger, cfg.check_images)
+    table = _check_images(table, ledger, cfg.check_images, digests)
     ledger.raise_problems("input-file")
 
     if not with_demographics:
@@ -426,7 +486,7 @@ def build_composite(cfg: DataConfig, with_demographics: bool = True) -> Composit
     for column in SAMPLE_COLUMNS:
         if column not in table.columns:
             table[column] = pd.NA if column in frame_columns else ""
-    for column in frame_columns:
+    for column in (*frame_columns, "flow_side"):
         table[column] = pd.array(table[column], dtype="Int64")
     text_columns = [
         c for c in SAMPLE_COLUMNS if table[c].dtype == object or str(table[c].dtype) == "str"

@@ -17,21 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from ethnicmer.data.names import RACES
 from ethnicmer.data.sheets import read_table
 from ethnicmer.data.subjects import normalise_dataset, normalise_subject
 from ethnicmer.errors import DataError
-
-RACES: tuple[str, ...] = ("White", "Black", "Asian", "Indian", "Others")
-"""Race names; the index is the race code of the paper's release (``mapping.txt``)."""
-
-DEFAULT_GROUPING: dict[str, str] = {
-    "White": "Non-Asian",
-    "Black": "Non-Asian",
-    "Asian": "Asian",
-    "Indian": "Asian",
-    "Others": "Asian",
-}
-"""Paper III-A: ethnicities originating from Asia → Asian, others → Non-Asian."""
 
 DEMOGRAPHIC_FIELDS = ("race_code", "gender", "age_bin")
 _FIELD_RANGES = {"race_code": range(len(RACES)), "gender": range(2), "age_bin": range(0, 13)}
@@ -109,8 +98,9 @@ def apply_overrides(table: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, pd.D
         ``dataset, subject, field, old_value, new_value, reason, source_line``.
 
     Raises:
-        DataError: unknown field, value out of range, empty reason, or a subject not
-            in the table; the message names the file and line.
+        DataError: unknown field, value out of range, empty reason, a subject not in
+            the table, or two lines that set one subject's field to different
+            values; the message names the file and line(s).
     """
     path = Path(path)
     raw = read_table(path)
@@ -121,6 +111,7 @@ def apply_overrides(table: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, pd.D
         raise DataError(f"{path}: missing column(s) {missing}; columns found: {list(raw.columns)}")
     table = table.copy()
     log = []
+    given: dict[tuple[str, str, str], tuple[int, int]] = {}
     for index, row in raw.iterrows():
         line = int(index) + 2
         where = f"{path}, line {line}"
@@ -130,6 +121,13 @@ def apply_overrides(table: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, pd.D
         if field not in DEMOGRAPHIC_FIELDS:
             raise DataError(f"{where}: field {field!r} is not one of {list(DEMOGRAPHIC_FIELDS)}")
         value = _parse_code(field, row["value"], where)
+        earlier = given.get((dataset, subject, field))
+        if earlier is not None and earlier[0] != value:
+            raise DataError(
+                f"{where}: overrides {dataset}/{subject} {field} to {value}, but line "
+                f"{earlier[1]} sets it to {earlier[0]}; keep one of the two"
+            )
+        given[(dataset, subject, field)] = (value, line)
         reason = str(row["reason"]).strip()
         if not reason:
             raise DataError(f"{where}: every override needs a reason")

@@ -22,11 +22,12 @@ from pathlib import Path
 import pandas as pd
 
 from ethnicmer.data.emotions import EMOTION_CLASSES
+from ethnicmer.data.names import MEGC_CSV_NAME
 from ethnicmer.data.sheets import read_table, select_columns
 from ethnicmer.data.subjects import normalise_dataset, normalise_subject
 from ethnicmer.errors import DataError
 
-CSV_NAME = "combined_3_class2_for_optical_flow.csv"
+CSV_NAME = MEGC_CSV_NAME
 FLOW_DIR = Path("datasets") / "STSNet_whole_norm_u_v_os"
 APEX_DIR = Path("datasets") / "combined_datasets_whole"
 

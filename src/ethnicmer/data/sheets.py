@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import re
 from pathlib import Path
 
@@ -56,19 +57,86 @@ def select_columns(
     return pd.DataFrame(renamed, index=frame.index)
 
 
+_EXCEL_MAGIC = {
+    ".xlsx": (b"PK\x03\x04", "a ZIP-based Excel workbook"),
+    ".xlsm": (b"PK\x03\x04", "a ZIP-based Excel workbook"),
+    ".xls": (b"\xd0\xcf\x11\xe0", "an Excel 97-2003 workbook"),
+}
+
+
+def _check_excel(path: Path) -> None:
+    """An ``.xlsx``/``.xls`` file must start like an Excel workbook.
+
+    Raises:
+        DataError: it does not (e.g. a CSV or text file renamed to ``.xlsx``).
+    """
+    magic, kind = _EXCEL_MAGIC[path.suffix.lower()]
+    with open(path, "rb") as handle:
+        head = handle.read(len(magic))
+    if head != magic:
+        raise DataError(
+            f"{path}: not an Excel workbook: the name ends in {path.suffix} but the file is not "
+            f"{kind} (a CSV or text file renamed? save it as a real workbook, or as .csv)"
+        )
+
+
+def _check_csv_fields(path: Path) -> None:
+    """Every CSV record must have as many fields as the header.
+
+    pandas reads a first data line with extra fields as an index and shifts
+    every column by the extra count, so the error surfaced later as a wrong
+    value on the wrong line; here it is named at its own line.
+
+    Raises:
+        DataError: a record has more or fewer fields than the header (names the
+            line, counts both, and shows the record).
+    """
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        expected = None
+        for record in reader:
+            if not record or all(not cell.strip() for cell in record):
+                continue
+            if expected is None:
+                expected = len(record)
+                continue
+            if len(record) != expected:
+                shown = ",".join(record)
+                shown = shown if len(shown) <= 80 else shown[:77] + "..."
+                raise DataError(
+                    f"{path}, line {reader.line_num}: {len(record)} fields where the header has "
+                    f"{expected} ({shown!r}); a stray comma or a missing one?"
+                )
+
+
 def read_table(path: Path, header: int | None = 0) -> pd.DataFrame:
     """Read an ``.xlsx``/``.xls``/``.csv`` file as strings-or-numbers.
 
     Raises:
-        DataError: the file is missing or cannot be parsed.
+        DataError: the file is missing, is not what its extension says (a text
+            file named ``.xlsx``), has a CSV record with more or fewer fields
+            than the header, or cannot be parsed; the message names the file
+            (and line).
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
-        if path.suffix.lower() in (".xlsx", ".xlsm", ".xls"):
+        if path.suffix.lower() in _EXCEL_MAGIC:
+            _check_excel(path)
             return pd.read_excel(path, header=header)
-        return pd.read_csv(path, header=header, dtype=str, keep_default_na=False)
+        if header == 0:
+            _check_csv_fields(path)
+        return pd.read_csv(
+            path, header=header, dtype=str, keep_default_na=False, encoding="utf-8-sig"
+        )
+    except DataError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path}: not a UTF-8 text table (byte {exc.start}: {exc.reason}); save it as "
+            "UTF-8 CSV or as .xlsx"
+        ) from exc
     except Exception as exc:  # pandas/openpyxl raise many types on corrupt files
         raise DataError(f"{path}: cannot read the table ({type(exc).__name__}: {exc})") from exc
 

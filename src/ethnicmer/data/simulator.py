@@ -33,6 +33,12 @@ subjects style A, SAMM subjects style B, whatever their group): groups are then
 balanced within each dataset and differ in nothing, the control for telling a
 group effect from a dataset effect (issue 9). With ``planted: false`` every
 sample draws its style at random, whatever the group or dataset.
+
+**Planted difficulty** (``difficulty: d`` > 0): the apex amplitude of the harder
+subjects is multiplied by ``1 − d`` (smaller motion is harder to recognise): group
+B's subjects with ``difficulty_by: group``, SAMM's with ``difficulty_by: dataset``.
+The recognition effect models of the benchmark (:mod:`ethnicmer.stats.effects`)
+should then attribute the difficulty to the group or to the dataset.
 **The groups are labels with planted motion styles, not ethnicity.**
 """
 
@@ -49,6 +55,7 @@ import pandas as pd
 
 from ethnicmer.config import SimulateConfig
 from ethnicmer.data.synthetic import write_sheets
+from ethnicmer.io import write_csv_atomic, write_text_atomic
 
 # emotion word per dataset (sheet spelling) → the simulated class
 CASME2_WORDS = {"happiness": "Positive", "surprise": "Surprise", "disgust": "Negative"}
@@ -252,6 +259,9 @@ def write_simulated_study(cfg: SimulateConfig, seed: int) -> list[str]:
                 aus = style_action_units(emotion, style, rng)
                 motions = [m for au in aus for m in action_unit_motions(au, landmarks)]
                 amplitude = float(rng.uniform(1.0, 3.0))
+                harder = (not group_a) if cfg.difficulty_by == "group" else dataset == "samm"
+                if harder:
+                    amplitude *= 1.0 - cfg.difficulty
                 frames = _frames(
                     face,
                     displacement(motions, cfg.image_size),
@@ -314,18 +324,20 @@ def write_simulated_study(cfg: SimulateConfig, seed: int) -> list[str]:
                         "style": style,
                         "action_units": au_text,
                         "apex_amplitude_px": round(amplitude, 3),
+                        "harder": bool(harder and cfg.difficulty > 0),
                     }
                 )
     written += write_sheets(out, casme_rows, samm_rows, demo_rows)
-    truth_csv = out / "truth.csv"
-    pd.DataFrame(truth_rows).to_csv(truth_csv, index=False)
-    truth_json = out / "truth.json"
-    truth_json.write_text(
+    truth_csv = write_csv_atomic(pd.DataFrame(truth_rows), out / "truth.csv")
+    truth_json = write_text_atomic(
+        out / "truth.json",
         json.dumps(
             {
                 "seed": seed,
                 "planted": cfg.planted,
                 "planted_by": cfg.planted_by if cfg.planted else None,
+                "difficulty": cfg.difficulty,
+                "difficulty_by": cfg.difficulty_by if cfg.difficulty > 0 else None,
                 "note": "groups are labels with planted motion styles, not ethnicity",
                 "group_race_code": {"A": 2, "B": 0},
                 "styles": {k: {"A": v[0], "B": v[1]} for k, v in STYLES.items()},
@@ -338,6 +350,6 @@ def write_simulated_study(cfg: SimulateConfig, seed: int) -> list[str]:
                 else "random per sample",
             },
             indent=2,
-        )
+        ),
     )
     return [str(p) for p in [*written, truth_csv, truth_json]]

@@ -10,6 +10,7 @@ reported over all samples and within each dataset, with a permutation test over
 subjects: the attribute labels are shuffled across the scope's subjects (each
 subject keeps one label), the predictions stay, and the balanced accuracy is
 recomputed; ``p = (1 + #{perm ≥ observed}) / (1 + B)`` (one-sided: above chance).
+The permutation is the shared one of :mod:`ethnicmer.stats.resampling`.
 """
 
 from __future__ import annotations
@@ -18,32 +19,49 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import balanced_accuracy_score
 
 from ethnicmer.evaluation.protocols import subject_ids
+from ethnicmer.stats.resampling import p_value, permuted_labels
 
 
-def _balanced_accuracy(true: np.ndarray, pred: np.ndarray) -> float:
-    return float(balanced_accuracy_score(true, pred))
+def _balanced_accuracies(labels: np.ndarray, counts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Balanced accuracy for each row of subject labels ``(B, G)``.
+
+    ``counts[g, k]`` is how many of subject g's samples were predicted k and
+    ``sizes[g]`` its sample count; recall of class k = predicted-k samples of
+    subjects labelled k over all samples of subjects labelled k.
+    """
+    classes = counts.shape[1]
+    recalls = []
+    for k in range(classes):
+        members = labels == k
+        hit = members @ counts[:, k]
+        total = members @ sizes
+        with np.errstate(invalid="ignore", divide="ignore"):
+            recalls.append(np.where(total > 0, hit / np.where(total > 0, total, 1), np.nan))
+    return np.nanmean(np.stack(recalls, axis=1), axis=1)
 
 
 def decoding_scores(frame: pd.DataFrame, permutations: int, seed: int) -> dict[str, Any]:
-    """Balanced accuracy of the context head over subjects and its permutation p-value.
+    """Balanced accuracy of a context decoder over subjects and its permutation p-value.
 
     Args:
         frame: test predictions, one row per sample, with ``subject_id``,
             ``context_true`` and ``context_pred`` (int; one true label per subject).
-        permutations: Monte Carlo resamples of the subject labels; seed: seeds them.
+        permutations: resamples of the subject labels (shuffled across subjects,
+            each subject keeping one label; :mod:`ethnicmer.stats.resampling`);
+            seed: seeds them.
 
     Returns:
         ``subjects``, ``samples``, ``classes`` (true labels present),
-        ``balanced_accuracy``, ``chance`` (1 / classes), ``p_permutation`` and
-        ``note`` (why no test ran: one class only, or fewer than 2 subjects in a class).
+        ``balanced_accuracy``, ``chance`` (1 / classes), ``p_permutation``
+        (one-sided: above chance) and ``note`` (why no test ran: one class only,
+        or fewer than 2 subjects in a class).
     """
-    subjects = frame.groupby("subject_id")["context_true"].first()
-    classes = int(subjects.nunique())
+    truth_by_subject = frame.groupby("subject_id")["context_true"].first()
+    classes = int(truth_by_subject.nunique())
     out: dict[str, Any] = {
-        "subjects": len(subjects),
+        "subjects": len(truth_by_subject),
         "samples": len(frame),
         "classes": classes,
         "balanced_accuracy": float("nan"),
@@ -54,22 +72,21 @@ def decoding_scores(frame: pd.DataFrame, permutations: int, seed: int) -> dict[s
     if classes < 2:
         out["note"] = "one class only: not testable"
         return out
-    out["balanced_accuracy"] = _balanced_accuracy(
-        frame["context_true"].to_numpy(), frame["context_pred"].to_numpy()
-    )
-    if subjects.value_counts().min() < 2:
+    codes, labels = np.unique(truth_by_subject.to_numpy(), return_inverse=True)
+    predicted = np.searchsorted(codes, frame["context_pred"].to_numpy())
+    known = np.isin(frame["context_pred"].to_numpy(), codes)
+    position = truth_by_subject.index.get_indexer(frame["subject_id"])
+    counts = np.zeros((len(truth_by_subject), len(codes)))
+    np.add.at(counts, (position[known], predicted[known]), 1.0)
+    sizes = np.bincount(position, minlength=len(truth_by_subject)).astype(float)
+    observed = float(_balanced_accuracies(labels[None, :], counts, sizes)[0])
+    out["balanced_accuracy"] = observed
+    if truth_by_subject.value_counts().min() < 2:
         out["note"] = "fewer than 2 subjects in a class: no test"
         return out
-    position = subjects.index.get_indexer(frame["subject_id"])
-    labels = subjects.to_numpy()
-    predicted = frame["context_pred"].to_numpy()
-    rng = np.random.default_rng(seed)
-    exceed = sum(
-        _balanced_accuracy(rng.permutation(labels)[position], predicted)
-        >= out["balanced_accuracy"] - 1e-12
-        for _ in range(permutations)
-    )
-    out["p_permutation"] = (1 + exceed) / (1 + permutations)
+    shuffled = permuted_labels(labels, np.zeros(len(labels)), permutations, seed)
+    null = _balanced_accuracies(shuffled, counts, sizes)
+    out["p_permutation"] = p_value(observed, null, alternative="greater")
     return out
 
 

@@ -14,23 +14,60 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 from ethnicmer.config import ExecutorConfig
+from ethnicmer.errors import EthnicmerError, FoldError
 from ethnicmer.evaluation.training import FoldTask, run_fold
 from ethnicmer.progress import progress
 
 
+def fold_name(task: FoldTask) -> str:
+    """``row <name>, seed <s>, test subject <dataset/subject>``: a fold in messages."""
+    return f"row {task.model.name}, seed {task.run_seed}, test subject {task.test_subject}"
+
+
+def _fold_failed(task: FoldTask, exc: BaseException, finished: int, cancelled: int) -> FoldError:
+    detail = str(exc) if isinstance(exc, EthnicmerError) else f"{type(exc).__name__}: {exc}"
+    return FoldError(
+        f"fold failed ({fold_name(task)}): {detail}. {finished} fold(s) finished in this run "
+        f"are kept; {cancelled} queued fold(s) were not started. Fix the cause and re-run "
+        "to resume."
+    )
+
+
 def _inline(tasks: Sequence[FoldTask], fn: Callable[[FoldTask], Any], label: str) -> list[Any]:
-    return [fn(task) for task in progress(list(tasks), label)]
+    results = []
+    for i, task in enumerate(progress(list(tasks), label)):
+        try:
+            results.append(fn(task))
+        except Exception as exc:
+            raise _fold_failed(task, exc, i, len(tasks) - i - 1) from exc
+    return results
 
 
 def _process_pool(
     tasks: Sequence[FoldTask], fn: Callable[[FoldTask], Any], workers: int, label: str
 ) -> list[Any]:
+    """Folds in a local process pool; the first failure cancels every queued fold.
+
+    Folds already running when one fails finish (and keep their files); queued
+    folds are cancelled, so the error shows after at most one fold's time, not
+    after the whole queue.
+    """
     context = multiprocessing.get_context("spawn")
     results = []
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [pool.submit(fn, task) for task in tasks]
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    futures = {pool.submit(fn, task): task for task in tasks}
+    try:
         for future in progress(as_completed(futures), label, total=len(futures)):
-            results.append(future.result())
+            try:
+                results.append(future.result())
+            except Exception as exc:
+                cancelled = sum(f.cancel() for f in futures)
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise _fold_failed(futures[future], exc, len(results), cancelled) from exc
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return results
 
 
@@ -54,14 +91,20 @@ def _ray(
         else:
             ray.init(address=cfg.address, log_to_driver=False, configure_logging=False)
     remote = ray.remote(num_cpus=threads)(fn)
-    pending = [remote.remote(task) for task in tasks]
+    refs = {remote.remote(task): task for task in tasks}
+    pending = list(refs)
     results = []
 
     def finished() -> Any:
         nonlocal pending
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            yield ray.get(done[0])
+            try:
+                yield ray.get(done[0])
+            except Exception as exc:
+                for ref in pending:
+                    ray.cancel(ref)
+                raise _fold_failed(refs[done[0]], exc, len(results), len(pending)) from exc
 
     for result in progress(finished(), label, total=len(pending)):
         results.append(result)
@@ -81,8 +124,9 @@ def execute(
     """Run ``tasks`` on the configured executor; return each fold's summary.
 
     Raises:
-        whatever a fold raises (the first failure stops the run; finished folds
-        keep their files, so a re-run resumes).
+        FoldError: a fold failed; the message names its row, seed and test subject
+            and the cause. The first failure stops the run (queued folds are
+            cancelled); finished folds keep their files, so a re-run resumes.
     """
     if not tasks:
         return []

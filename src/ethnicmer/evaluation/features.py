@@ -5,20 +5,21 @@ optical-flow images with a random forest. Flow images (u, v, ε in [0, 1]) are
 resized to ``size`` (bicubic), normalised with the ImageNet mean and standard
 deviation, and passed through the frozen backbone in eval mode; the
 global-average-pooled features ``(N, D)`` float32 are cached on disk per
-(backbone, weights, size, samples).
+(backbone, weights, size, the samples' keys and flow-image contents).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ethnicmer.evaluation.inputs import load_inputs
+from ethnicmer.digests import sha256_file
+from ethnicmer.evaluation.inputs import input_digest, load_inputs
+from ethnicmer.io import save_npy_atomic
 from ethnicmer.models.backbones import create_backbone
 from ethnicmer.progress import progress
 
@@ -51,8 +52,9 @@ def extract_features(
         ModelError: the backbone's weights cannot be had.
         DataError: a sample has no flow image.
     """
-    keys = samples[["dataset", "subject", "filename", "flow_path"]].astype(str).to_csv(index=False)
-    tag = hashlib.sha256(f"{backbone}|{weights}|{size}|{keys}".encode()).hexdigest()[:16]
+    inputs = input_digest(samples, "flow", size)
+    weights_id = sha256_file(weights) if Path(weights).is_file() else weights
+    tag = hashlib.sha256(f"{backbone}|{weights_id}|{size}|{inputs}".encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"features_{backbone}_{size}_{tag}.npy"
     if path.is_file():
         try:
@@ -70,8 +72,5 @@ def extract_features(
     for start in progress(starts, f"{backbone} features"):
         out.append(model((images[start : start + batch_size] - mean) / std).numpy())
     features = np.concatenate(out).astype(np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, features)
-    os.replace(tmp, path)
+    save_npy_atomic(path, features)
     return features

@@ -3,7 +3,7 @@
 In CASME II + SAMM every CASME II subject is Asian and every non-Asian subject is
 in SAMM, so an ethnicity difference over all samples may be a dataset difference.
 For each measure this module runs two stratified tests
-(:func:`ethnicmer.explain.statistics.stratified_effect`, subjects as the unit):
+(:func:`ethnicmer.stats.groups.stratified_effect`, subjects as the unit):
 
 - the **ethnicity effect within dataset**: groups compared inside each dataset
   that holds both (on the real composite database: SAMM only);
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ethnicmer.evaluation.protocols import subject_ids
-from ethnicmer.explain.statistics import stratified_effect
+from ethnicmer.stats.groups import stratified_effect
 
 
 def attribution_verdict(p_ethnicity: float, p_dataset: float, alpha: float) -> str:
@@ -49,6 +49,8 @@ def attribute(
     permutations: int,
     seed: int,
     alpha: float,
+    groups: tuple[str, str] | None = None,
+    bootstrap: int = 0,
 ) -> pd.DataFrame:
     """Stratified ethnicity and dataset effects of every measure column.
 
@@ -59,6 +61,10 @@ def attribute(
         by: a column whose levels are analysed separately (e.g. ``"label"``).
         permutations: Monte Carlo resamples per test; seed: seeds them.
         alpha: the level for the verdict.
+        groups: the two ethnicity groups compared (A, B); default: the two present
+            (samples of any other group are left out).
+        bootstrap: resamples for each effect's standard error and minimum
+            detectable effect (0: none).
 
     Returns:
         One row per (``by`` level, measure): ``ethnicity_a``/``ethnicity_b`` and
@@ -68,7 +74,14 @@ def attribute(
         ``dataset_strata``, ``dataset_subjects``; ``attribution``; ``note``.
         Empty when there are not two ethnicity groups and two datasets.
     """
-    groups = sorted(measures["ethnicity"].dropna().unique())
+    if groups is None:
+        present = sorted(measures["ethnicity"].dropna().unique())
+        if len(present) != 2:
+            return pd.DataFrame()
+        groups = (present[0], present[1])
+    measures = measures[measures["ethnicity"].isin(groups)]
+    if measures["ethnicity"].nunique() != 2:
+        return pd.DataFrame()
     datasets = sorted(measures["dataset"].dropna().unique())
     if len(groups) != 2 or len(datasets) != 2:
         return pd.DataFrame()
@@ -83,8 +96,12 @@ def attribute(
                     "value": part[column].to_numpy(dtype=float),
                 }
             )
-            eth = stratified_effect(values, "ethnicity", "dataset", *groups, permutations, seed)
-            ds = stratified_effect(values, "dataset", "ethnicity", *datasets, permutations, seed)
+            eth = stratified_effect(
+                values, "ethnicity", "dataset", *groups, permutations, seed, bootstrap
+            )
+            ds = stratified_effect(
+                values, "dataset", "ethnicity", *datasets, permutations, seed, bootstrap
+            )
             rows.append(
                 {
                     by: level,
@@ -92,12 +109,14 @@ def attribute(
                     "ethnicity_a": groups[0],
                     "ethnicity_b": groups[1],
                     "ethnicity_effect": eth["effect"],
+                    "ethnicity_mde": eth["mde"],
                     "p_ethnicity": eth["p_permutation"],
                     "ethnicity_strata": eth["strata_used"],
                     "ethnicity_subjects": f"{eth['subjects_a']} vs {eth['subjects_b']}",
                     "dataset_a": datasets[0],
                     "dataset_b": datasets[1],
                     "dataset_effect": ds["effect"],
+                    "dataset_mde": ds["mde"],
                     "p_dataset": ds["p_permutation"],
                     "dataset_strata": ds["strata_used"],
                     "dataset_subjects": f"{ds['subjects_a']} vs {ds['subjects_b']}",

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ethnicmer.explain.au_regions import REGIONS, template_regions
+from ethnicmer.io import save_figure_atomic
 
 DISPLAY_SIDE = 112
 """Side (pixels) at which overlays are drawn."""
@@ -83,7 +84,7 @@ def montage(
                     ax.set_ylabel(group, fontsize=8)
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure_atomic(fig, path)
     plt.close(fig)
     return path
 
@@ -104,6 +105,6 @@ def region_legend(path: Path, side: int = DISPLAY_SIDE) -> Path:
     ax.set_yticks([])
     ax.set_title("AU regions (template; subject's left = image right)", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure_atomic(fig, path)
     plt.close(fig)
     return path

@@ -22,6 +22,8 @@ from ethnicmer.errors import DataError
 from ethnicmer.flow.compute import FlowResult, FlowSettings, flow_from_frames, read_gray
 from ethnicmer.flow.image import flow_colour, save_megc_png
 from ethnicmer.flow.regions import region_masks, region_shares
+from ethnicmer.flow.request import check_clip_request
+from ethnicmer.io import save_figure_atomic
 
 
 def read_clip_frames(source: Path, onset: int, apex: int) -> tuple[np.ndarray, np.ndarray, str]:
@@ -93,7 +95,7 @@ def preview_figure(result: FlowResult, title: str, path: Path) -> Path:
         ax.axis("off")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure_atomic(fig, path)
     plt.close(fig)
     return path
 
@@ -106,7 +108,14 @@ def flow_for_clip(
     Returns:
         ``{"flow_image", "preview", "max_displacement_px", "strain_share"}``; the strain
         shares per region exist when landmarks were found (``align: dlib``).
+
+    Raises:
+        ConfigError: a bad request (see :func:`check_clip_request`).
+        DataError: the source or a frame cannot be read, or no face is found.
     """
+    check_clip_request(
+        onset, apex, out, settings.size, settings.crop_size, settings.align, settings.method
+    )
     onset_frame, apex_frame, where = read_clip_frames(source, onset, apex)
     result = flow_from_frames(onset_frame, apex_frame, settings, where)
     out = Path(out)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +21,7 @@ from ethnicmer.errors import DataError
 from ethnicmer.flow.align import FaceTransform, alignment_transform, detect_landmarks
 from ethnicmer.flow.image import flow_image
 from ethnicmer.flow.optical import compute_flow, optical_strain
+from ethnicmer.io import atomic_path, save_npy_atomic
 
 
 @dataclass(frozen=True)
@@ -164,13 +164,10 @@ def cached_flow(
     if complete and load_cached(path, settings.size) is not None:
         return path
     result = flow_from_frames(read_gray(onset_path), read_gray(apex_path), settings, where)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f".{os.getpid()}.tmp"
     if result.landmarks is not None:
-        np.save(landmarks_npy.with_suffix(f"{tmp}.npy"), result.landmarks / settings.crop_size)
-        os.replace(landmarks_npy.with_suffix(f"{tmp}.npy"), landmarks_npy)
-    cv2.imwrite(str(apex_png.with_suffix(f"{tmp}.png")), result.apex_crop)
-    os.replace(apex_png.with_suffix(f"{tmp}.png"), apex_png)
-    np.save(path.with_suffix(f"{tmp}.npy"), result.image)  # last: it marks the entry done
-    os.replace(path.with_suffix(f"{tmp}.npy"), path)
+        save_npy_atomic(landmarks_npy, result.landmarks / settings.crop_size)
+    with atomic_path(apex_png) as tmp:
+        if not cv2.imwrite(str(tmp), result.apex_crop):
+            raise DataError(f"{apex_png}: cannot write the aligned apex crop")
+    save_npy_atomic(path, result.image)  # last: it marks the entry done
     return path

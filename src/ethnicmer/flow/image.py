@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from ethnicmer.io import atomic_path
+
 
 def flow_image(
     u: np.ndarray,
@@ -48,9 +50,9 @@ def flow_image(
 def save_megc_png(image: np.ndarray, path: Path) -> Path:
     """Write a ``(3, H, W)`` image in [0, 1] as an 8-bit RGB PNG (R = u, G = v, B = strain)."""
     array = np.clip(np.rint(image.transpose(1, 2, 0) * 255), 0, 255).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array, mode="RGB").save(path)
-    return path
+    with atomic_path(path) as tmp:
+        Image.fromarray(array, mode="RGB").save(tmp, format="PNG")
+    return Path(path)
 
 
 def flow_colour(u: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import cv2
 import numpy as np
 
 from ethnicmer.errors import ConfigError
@@ -89,6 +88,8 @@ def compute_flow(
         ConfigError: unknown method or parameter.
         ValueError: the frames differ in shape or are not 2-D uint8.
     """
+    import cv2  # here, so that checking a config's flow parameters needs no OpenCV
+
     params = dict(params or {})
     check_flow_params(method, params)
     if (

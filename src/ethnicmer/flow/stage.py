@@ -25,6 +25,7 @@ from ethnicmer.data.subjects import format_key
 from ethnicmer.errors import DataError, EthnicmerError
 from ethnicmer.flow.compute import FlowSettings, cached_flow, companion_paths, read_gray
 from ethnicmer.flow.image import save_megc_png
+from ethnicmer.io import atomic_path, write_csv_atomic
 from ethnicmer.progress import progress
 
 
@@ -111,8 +112,8 @@ def export_megc_layout(samples: pd.DataFrame, flows: pd.DataFrame, root: Path) -
         apex = read_gray(Path(row.apex_path))
         crop = Image.fromarray(apex).convert("RGB").resize((224, 224))
         name = f"{row.subject}_{row.filename}.jpg"
-        (root / APEX_DIR).mkdir(parents=True, exist_ok=True)
-        crop.save(root / APEX_DIR / name, quality=95)
+        with atomic_path(root / APEX_DIR / name) as tmp:
+            crop.save(tmp, format="JPEG", quality=95)
         lines.append(
             {
                 "dataset": row.dataset,
@@ -124,31 +125,53 @@ def export_megc_layout(samples: pd.DataFrame, flows: pd.DataFrame, root: Path) -
                 "sub_filename": f"{row.subject}_{row.filename}",
             }
         )
-    csv = root / CSV_NAME
-    pd.DataFrame(lines).to_csv(csv, index=False)
-    return csv
+    return write_csv_atomic(pd.DataFrame(lines), root / CSV_NAME)
+
+
+FLOW_COLUMNS = (
+    "flow_path",
+    "apex_crop_path",
+    "landmarks_path",
+    "flow_sha256",
+    "apex_crop_sha256",
+    "flow_side",
+)
+"""Columns of ``flows.csv`` that :func:`attach_flows` copies into the samples table."""
 
 
 def attach_flows(
     samples: pd.DataFrame, flows: pd.DataFrame | None, exclusions: pd.DataFrame | None
 ) -> pd.DataFrame:
-    """Samples with ``flow_path``, ``apex_crop_path`` and ``landmarks_path`` filled from
-    the flow stage where empty (a MEGC set keeps its own); failed samples removed.
+    """Samples with :data:`FLOW_COLUMNS` filled from the flow stage where a sample has
+    no flow image of its own (a MEGC set keeps its own); failed samples removed.
 
     The removed samples are those listed in the flow stage's ``exclusions.csv``.
     """
-    if flows is None or flows.empty:
-        out = samples
-    else:
+    out = samples.copy()
+    if flows is not None and not flows.empty:
         index = pd.MultiIndex.from_frame(samples[["dataset", "subject", "filename"]])
         lookup = flows.set_index(["dataset", "subject", "filename"])
-        out = samples.copy()
-        for column in ("flow_path", "apex_crop_path", "landmarks_path"):
+        from_flow = lookup["flow_path"].reindex(index).fillna("").astype(str).to_numpy() != ""
+        own = out["flow_path"].fillna("").astype(str).to_numpy() != ""
+        take = from_flow & ~own
+        for column in FLOW_COLUMNS:
             if column not in lookup:  # a flows.csv written before the column existed
                 continue
-            filled = lookup[column].reindex(index).fillna("").to_numpy()
-            current = out[column].fillna("").to_numpy() if column in out else np.full(len(out), "")
-            out[column] = np.where(current == "", filled, current)
+            filled = lookup[column].reindex(index).to_numpy()
+            if column == "flow_side":
+                current = out[column] if column in out else pd.Series(pd.NA, index=out.index)
+                out[column] = pd.array(
+                    np.where(take, pd.to_numeric(filled, errors="coerce"), current),
+                    dtype="Int64",
+                )
+                continue
+            current = (
+                out[column].fillna("").astype(str).to_numpy()
+                if column in out
+                else np.full(len(out), "", dtype=object)
+            )
+            filled = pd.Series(filled).fillna("").astype(str).to_numpy()
+            out[column] = np.where(take, filled, current)
     if exclusions is not None and not exclusions.empty:
         dropped = pd.MultiIndex.from_frame(exclusions[["dataset", "subject", "filename"]])
         keep = ~pd.MultiIndex.from_frame(out[["dataset", "subject", "filename"]]).isin(dropped)

@@ -28,7 +28,9 @@ from scipy.stats.contingency import association
 
 from ethnicmer import __version__
 from ethnicmer.config import StudyConfig
+from ethnicmer.io import write_text_atomic
 from ethnicmer.report.tables import markdown_table
+from ethnicmer.studies.comparisons import comparison_sentence
 
 STAGE_ORDER = ("simulate", "annotate", "database", "flow", "prima_facie", "benchmark", "cam")
 
@@ -94,21 +96,46 @@ class Section:
             self.figures.append(Figure(path, caption))
 
 
-def _data_section(run_dir: Path) -> Section | None:
+def _read_exclusions(path: Path, stage: str) -> pd.DataFrame:
+    if not path.is_file() or path.stat().st_size < 2:
+        return pd.DataFrame()
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    return frame.assign(stage=stage)
+
+
+def _data_section(run_dir: Path, with_flow: bool) -> Section | None:
+    """Tables I–III of the samples actually studied and every exclusion with its stage.
+
+    With a flow stage, its ``summary.json`` describes the samples that remain
+    after the flow stage's exclusions (the samples every later stage uses).
+    """
     folder = run_dir / "database"
     if not (folder / "summary.json").is_file():
         return None
-    summary = json.loads((folder / "summary.json").read_text())
+    flow_summary = run_dir / "flow" / "summary.json"
+    studied = flow_summary if with_flow and flow_summary.is_file() else folder / "summary.json"
+    summary = json.loads(studied.read_text())
     section = Section("Data", "data")
     totals = summary["totals"]
-    exclusions = (
-        pd.read_csv(folder / "exclusions.csv")
-        if (folder / "exclusions.csv").is_file()
-        else pd.DataFrame()
-    )
+    parts = [_read_exclusions(folder / "exclusions.csv", "database")]
+    if with_flow:
+        parts.append(_read_exclusions(run_dir / "flow" / "exclusions.csv", "flow"))
+    parts = [p for p in parts if not p.empty]
+    exclusions = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    by_stage = exclusions["stage"].value_counts().to_dict() if not exclusions.empty else {}
     section.say(
-        f"{totals['samples']} samples from {totals['subjects']} subjects; "
-        f"{len(exclusions)} sample(s) excluded, each listed below with its reason."
+        f"{totals['samples']} samples from {totals['subjects']} subjects studied; "
+        f"{len(exclusions)} sample(s) excluded"
+        + (
+            " (" + ", ".join(f"{n} by the {stage} stage" for stage, n in by_stage.items()) + ")"
+            if by_stage
+            else ""
+        )
+        + ", each listed in the exclusions table(s) with its reason. Tables I–III describe "
+        "the samples studied."
     )
     names = {
         "table1_subjects": "Table I: subjects per ethnic label",
@@ -121,16 +148,27 @@ def _data_section(run_dir: Path) -> Section | None:
         if key in summary["tables"]:
             section.tables.append(Table(caption, pd.DataFrame(summary["tables"][key])))
     if not exclusions.empty:
-        reasons = exclusions.groupby("reason").size().rename("samples").reset_index()
-        section.tables.append(Table("Exclusions by reason (every sample: exclusions.csv)", reasons))
+        reasons = exclusions.groupby(["stage", "reason"]).size().rename("samples").reset_index()
+        section.tables.append(
+            Table(
+                "Exclusions by stage and reason (every sample: database/exclusions.csv, "
+                "flow/exclusions.csv)",
+                reasons,
+            )
+        )
     return section
 
 
-def _confound_section(run_dir: Path) -> Section | None:
+def _confound_section(run_dir: Path, with_flow: bool) -> Section | None:
     path = run_dir / "database" / "samples.parquet"
     if not path.is_file():
         return None
     samples = pd.read_parquet(path)
+    dropped = _read_exclusions(run_dir / "flow" / "exclusions.csv", "flow") if with_flow else None
+    if dropped is not None and not dropped.empty:  # the samples studied, as in the data section
+        keys = ["dataset", "subject", "filename"]
+        gone = pd.MultiIndex.from_frame(dropped[keys])
+        samples = samples[~pd.MultiIndex.from_frame(samples[keys]).isin(gone)]
     section = Section("Ethnicity and dataset: the confound", "confound")
     subjects = samples.drop_duplicates(["dataset", "subject"])
     counts = pd.crosstab(subjects["dataset"], subjects["ethnicity"])
@@ -204,17 +242,29 @@ def _control_sentences(run_dir: Path) -> list[str]:
                 f"{control['model']} ({name}) {control['macro_f1']:.3f}"
             )
             test = tests.get((row["model"], control["model"]))
-            if test is not None:
-                text += f" (paired p = {test['p_permutation']:.3f})"
+            adjusted = test.get("p_permutation_adjusted") if test is not None else None
+            if test is not None and adjusted is not None:
+                method = "Holm" if test.get("family_kind") == "confirmatory" else "BH"
+                text += (
+                    f" (ΔMF1 {test['difference']:+.3f} [{test['ci_low']:+.3f}, "
+                    f"{test['ci_high']:+.3f}], {method} p {adjusted:.3f} in {test['family']}; "
+                    f"detectable ≥ {test['mde']:.3f}; {test['evidence']})"
+                )
+            significant = (
+                adjusted is not None
+                and adjusted < 0.05
+                and test is not None
+                and test.get("family_kind") == "confirmatory"
+            )
             if row["macro_f1"] <= control["macro_f1"]:
                 text += (
                     f": the ethnicity context gains no more than the {name}; "
                     "its gain cannot be credited to ethnicity."
                 )
-            elif test is None or test["p_permutation"] >= 0.05:
+            elif not significant:
                 text += (
-                    f": higher, but not significantly; not evidence of an ethnicity effect "
-                    f"beyond the {name}."
+                    f": higher, but not significantly (or from one seed); not evidence of an "
+                    f"ethnicity effect beyond the {name}."
                 )
             else:
                 text += f": the ethnicity context beats the {name} significantly."
@@ -223,27 +273,38 @@ def _control_sentences(run_dir: Path) -> list[str]:
 
 
 def _decoding_sentences(run_dir: Path) -> list[str]:
-    """Whether each ethnicity head decodes the group overall and within a dataset."""
+    """Whether each ethnicity head decodes the group overall and within a dataset, and
+    what colour alone decodes (the colour-only baseline), with BH-adjusted p."""
     path = run_dir / "benchmark" / "summary.json"
     if not path.is_file():
         return []
     decoding = pd.DataFrame(json.loads(path.read_text()).get("context_decoding", []))
     if decoding.empty:
         return []
+    if "decoder" not in decoding:
+        decoding = decoding.assign(decoder="context head")
+    adjusted = "p_permutation_adjusted" if "p_permutation_adjusted" in decoding else "p_permutation"
+    decoding = decoding[decoding["context"] == "ethnicity"]
     sentences = []
-    for (model, seed), part in decoding[decoding["context"] == "ethnicity"].groupby(
-        ["model", "seed"], sort=False
-    ):
+    for (model, decoder, seed), part in decoding.groupby(["model", "decoder", "seed"], sort=False):
         scores = [
-            f"{r['scope']} {r['balanced_accuracy']:.2f} (p = {r['p_permutation']:.3f})"
+            f"{r['scope']} {r['balanced_accuracy']:.2f} (BH p = {r[adjusted]:.3f})"
             for _, r in part.iterrows()
-            if not np.isnan(r["p_permutation"])
+            if r[adjusted] is not None and not np.isnan(r[adjusted])
         ]
-        if scores:
+        if not scores:
+            continue
+        if decoder == "context head":
             sentences.append(
                 f"{model} (seed {seed}): its ethnicity head's balanced accuracy on unseen "
                 f"subjects (chance 0.50): {'; '.join(scores)}. Decoding over all samples "
                 "but not within a dataset is decoding of the dataset."
+            )
+        else:
+            sentences.append(
+                f"What colour alone decodes ({decoder}, beside {model}): balanced accuracy "
+                f"{'; '.join(scores)}. A context head that decodes no more than this may be "
+                "reading colour, not the face."
             )
     return sentences
 
@@ -299,24 +360,35 @@ def _benchmark_section(run_dir: Path) -> Section | None:
     section.table(
         folder / "table5.csv", "Table V: per-class F1, macro-F1 with 95% CI over subjects, UF1, UAR"
     )
-    section.table(folder / "comparisons.csv", "Paired comparisons (A - B) over subjects")
+    section.table(
+        folder / "comparisons.csv",
+        "Paired comparisons (A - B): interval over seeds and subjects, family-adjusted p, "
+        "minimum detectable effect (80 % power, alpha 0.05)",
+    )
     for comparison in summary["comparisons"]:
-        significant = comparison["p_permutation"] < 0.05
+        section.say(comparison_sentence(comparison))
+    section.table(
+        folder / "effects.csv",
+        "Recognition effects (GEE over samples, subjects as clusters, seeds as repeated "
+        "measures): odds ratios of a correct prediction and log-loss differences",
+    )
+    for effect in summary.get("effects", []):
+        if effect["outcome"] != "correct":
+            continue
+        if effect["estimate"] is None or effect.get("p_adjusted") is None:
+            section.say(f"{effect['effect']} ({effect['comparison']}): {effect['note']}.")
+            continue
         section.say(
-            f"{comparison['a']} vs {comparison['b']}: ΔMF1 {comparison['difference']:+.3f} "
-            f"[{comparison['ci_low']:+.3f}, {comparison['ci_high']:+.3f}], p = "
-            f"{comparison['p_permutation']:.3f}: "
-            + ("significant at 0.05." if significant else "not significant at 0.05.")
-            + (f" {comparison['note']}" if comparison.get("note") else "")
-            + (
-                f" {comparison['a']} is higher in {comparison['seeds_a_higher']} of "
-                f"{comparison['seeds']} seeds (per-seed ΔMF1 "
-                f"{comparison['seed_difference_min']:+.3f} to "
-                f"{comparison['seed_difference_max']:+.3f})."
-                if comparison.get("seeds", 1) > 1 and "seeds_a_higher" in comparison
-                else ""
-            )
+            f"{effect['effect']} ({effect['comparison']}): odds ratio {effect['estimate']:.2f} "
+            f"[{effect['ci_low']:.2f}, {effect['ci_high']:.2f}], adjusted p "
+            f"{effect['p_adjusted']:.3f} ({effect['family']}); detectable OR ≥ "
+            f"{effect['mde']:.2f}."
         )
+    section.table(
+        folder / "fairness.csv",
+        "Group fairness: recall and macro-F1 per group, equal-opportunity gap and "
+        "equalized-odds difference per class, 95 % intervals over subjects and seeds",
+    )
     section.table(
         folder / "groups.csv",
         "Macro-F1 per ethnicity group, dataset and cell (marked cells not comparable)",
@@ -357,6 +429,8 @@ def _cam_section(run_dir: Path) -> Section | None:
             f"{tag}: {how}; {info['samples_without_positive_evidence']} "
             "sample(s) had no positive evidence (no measure)."
         )
+    if summary.get("groups_note"):
+        section.say(summary["groups_note"], note=True)
     sources = ", ".join(f"{k}: {v}" for k, v in summary["region_sources"].items())
     section.say(f"AU regions from: {sources}.")
     section.table(
@@ -364,7 +438,8 @@ def _cam_section(run_dir: Path) -> Section | None:
     )
     supported = [c for c in summary["claims"] if c["verdict"] == "supported"]
     section.say(
-        f"{len(supported)} of {len(summary['claims'])} claim tests are supported at p < 0.05"
+        f"{len(supported)} of {len(summary['claims'])} claim tests are supported at "
+        "family-adjusted p < 0.05 (Holm over the claims on all samples, BH within datasets)"
         + (
             ": "
             + "; ".join(
@@ -456,8 +531,8 @@ def write_report(cfg: StudyConfig, out_dir: Path) -> list[Path]:
     """
     run_dir = cfg.run_dir
     builders = [
-        _data_section,
-        _confound_section,
+        lambda folder: _data_section(folder, cfg.stages.flow is not None),
+        lambda folder: _confound_section(folder, cfg.stages.flow is not None),
         _prima_facie_section,
         _benchmark_section,
         _cam_section,
@@ -479,11 +554,7 @@ def write_report(cfg: StudyConfig, out_dir: Path) -> list[Path]:
     )
     header = f"Generated by ethnicmer {__version__} on {generated}. Seed {cfg.seed}."
     markdown = _markdown(title, header, sections, out_dir)
-    written = []
-    for folder in (out_dir, run_dir):
-        (folder / "report.html").write_text(html)
-        written.append(folder / "report.html")
-    (out_dir / "report.md").write_text(markdown)
-    (run_dir / "report.md").write_text(markdown.replace("](../", "]("))
-    written += [out_dir / "report.md", run_dir / "report.md"]
+    written = [write_text_atomic(folder / "report.html", html) for folder in (out_dir, run_dir)]
+    written.append(write_text_atomic(out_dir / "report.md", markdown))
+    written.append(write_text_atomic(run_dir / "report.md", markdown.replace("](../", "](")))
     return written

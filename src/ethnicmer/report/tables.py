@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import ConfusionMatrixDisplay
 
+from ethnicmer.io import save_figure_atomic, write_csv_atomic, write_text_atomic
+
 
 def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
     """``frame`` as a Markdown table; missing values (NaN, None) print as "–", not "nan"."""
@@ -20,14 +22,15 @@ def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
 
 
 def write_table(frame: pd.DataFrame, stem: Path, caption: str, floatfmt: str = ".4f") -> list[Path]:
-    """Write ``stem.csv``, ``stem.md`` and ``stem.tex``; return the three paths."""
+    """Write ``stem.csv``, ``stem.md`` and ``stem.tex`` (each atomically); return the paths."""
     csv, md, tex = stem.with_suffix(".csv"), stem.with_suffix(".md"), stem.with_suffix(".tex")
-    frame.to_csv(csv, index=False)
-    md.write_text(f"**{caption}**\n\n" + markdown_table(frame, floatfmt) + "\n")
+    write_csv_atomic(frame, csv)
+    write_text_atomic(md, f"**{caption}**\n\n" + markdown_table(frame, floatfmt) + "\n")
     numeric = {
         c: (lambda v: f"{v:{floatfmt}}") for c in frame.columns if frame[c].dtype.kind == "f"
     }
-    tex.write_text(frame.to_latex(index=False, caption=caption, formatters=numeric, na_rep="--"))
+    latex = frame.to_latex(index=False, caption=caption, formatters=numeric, na_rep="--")
+    write_text_atomic(tex, latex)
     return [csv, md, tex]
 
 
@@ -46,6 +49,6 @@ def confusion_figure(
     )
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure_atomic(fig, path)
     plt.close(fig)
     return path

@@ -4,7 +4,7 @@ The paper reads activation maps by eye: for Positive, Asians bilateral and large
 AU6/AU12, non-Asians one-sided AU12; for Surprise, non-Asians AU26 (jaw drop),
 Asians the upper face (AU1/AU2/AU5). The FACS coders' action units are ground
 truth independent of any model, so the same claims can be counted from the
-coding sheets and tested with Fisher's exact test per feature.
+coding sheets and tested with Fisher's exact test per feature, over subjects.
 
 AU strings are parsed leniently: ``+`` separates AUs; a leading ``L``/``R`` marks
 a unilateral AU, a leading ``A`` an asymmetric one; ``T``/``B`` prefixes (SAMM; not
@@ -74,38 +74,57 @@ FEATURES: dict[str, tuple[str, object]] = {
 """Feature name → (emotion class, predicate on the coded AUs; ``None`` = not applicable)."""
 
 
-def au_feature_table(samples: pd.DataFrame, by: str = "ethnicity") -> pd.DataFrame:
-    """Counts of each AU feature per group with Fisher's exact test between two groups.
+def au_feature_table(
+    samples: pd.DataFrame, groups: tuple[str, str] | None = None, by: str = "ethnicity"
+) -> pd.DataFrame:
+    """Subjects showing each AU feature per group, with Fisher's exact test over subjects.
+
+    Samples of one subject are not independent, so the unit is the subject: a
+    subject shows a feature in an emotion class if any of its samples of that class
+    does (and the feature applies to it if it applies to any of them). Fisher's
+    exact test compares the two groups' subject counts; the features form one
+    exploratory family (Benjamini–Hochberg, ``p_fisher_adjusted``).
 
     Args:
-        samples: the samples table (``label``, ``action_units``, ``by`` columns).
+        samples: the samples table (``dataset``, ``subject``, ``label``,
+            ``action_units`` and ``by`` columns).
+        groups: the two groups compared (default: the two present, sorted).
         by: grouping column (``ethnicity``; or a dataset × ethnicity column).
 
     Returns:
-        One row per feature: emotion, per group ``n_<g>`` (samples it applies to)
-        and ``k_<g>`` (samples with the feature), shares, the odds ratio and the
-        two-sided Fisher p (NaN when a group has no sample).
+        One row per feature: emotion, per group ``n_<g>`` (subjects it applies to),
+        ``k_<g>`` (subjects showing it) and ``share_<g>``, ``samples_<g>``, the
+        odds ratio and the two-sided Fisher p (NaN when a group has no subject),
+        with its family and adjusted p.
     """
-    groups = sorted(samples[by].unique())
+    from ethnicmer.stats.multiple import add_family
+
+    present = sorted(samples[by].dropna().unique())
+    names = list(groups) if groups is not None else present
     rows = []
     for name, (emotion, predicate) in FEATURES.items():
         part = samples[(samples["label"] == emotion) & (samples["action_units"].fillna("") != "")]
         record: dict[str, object] = {"feature": name, "emotion": emotion}
         table = []
-        for group in groups:
-            values = [
-                predicate(parse_action_units(t))
-                for t in part.loc[part[by] == group, "action_units"]
-            ]
-            values = [v for v in values if v is not None]
-            k, n = int(sum(values)), len(values)
+        for group in names:
+            mine = part[part[by] == group]
+            values = pd.DataFrame(
+                {
+                    "subject": mine["dataset"].astype(str) + "/" + mine["subject"].astype(str),
+                    "value": [predicate(parse_action_units(t)) for t in mine["action_units"]],
+                }
+            ).dropna()
+            per_subject = values.groupby("subject")["value"].any()
+            k, n = int(per_subject.sum()), len(per_subject)
             record[f"k_{group}"], record[f"n_{group}"] = k, n
             record[f"share_{group}"] = k / n if n else float("nan")
+            record[f"samples_{group}"] = len(values)
             table.append([k, n - k])
-        if len(groups) == 2 and all(sum(r) > 0 for r in table):
+        if len(names) == 2 and all(sum(r) > 0 for r in table):
             odds, p = fisher_exact(table)
             record["odds_ratio"], record["p_fisher"] = float(odds), float(p)
         else:
             record["odds_ratio"], record["p_fisher"] = float("nan"), float("nan")
         rows.append(record)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    return add_family(frame, "p_fisher", "coded AUs per group (subjects)", "exploratory")

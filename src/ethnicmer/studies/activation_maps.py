@@ -1,153 +1,57 @@
 """Activation maps per ethnicity group (paper IV-C, Figures 3–4) as measured statistics.
 
 The paper reads Grad-CAM maps by eye. Here every test sample of the benchmark is
-explained by the model of its own LOSO fold (the model that never saw its
-subject) with Grad-CAM (``methods: [gradcam]``, the paper's) and, as configured,
-Integrated Gradients from a motion-free baseline (:mod:`ethnicmer.explain.saliency`;
-on the simulator Grad-CAM at 28 px misses the planted styles and Integrated
-Gradients finds them), the map's mass is measured in action-unit regions
-(:mod:`ethnicmer.explain.au_regions`), and per emotion the groups are compared
-over subjects (:mod:`ethnicmer.explain.statistics`), over all samples and within
-each dataset (ethnicity and dataset are confounded in CASME II + SAMM). The
-measures of one (row, branch, method, emotion, scope) are a family: ``p_holm`` adjusts
-their p-values (Holm); the four claims below were stated before looking and are
-judged on their own permutation p-values. The
-coders' action units from the sheets are counted beside them
+explained by the model of its own LOSO fold (:mod:`ethnicmer.explain.maps`), with
+Grad-CAM (the paper's) and, as configured, Integrated Gradients from a
+motion-free baseline (on the simulator Grad-CAM at 28 px misses the planted
+styles and Integrated Gradients finds them); the map's mass is measured in
+action-unit regions (:mod:`ethnicmer.explain.au_regions`, regions from
+:mod:`ethnicmer.explain.landmarks`); per emotion the groups are compared over
+subjects, overall and within each dataset, and the paper's four claims are
+tested with their families (:mod:`ethnicmer.explain.claims`). The coders'
+action units from the sheets are counted beside them, over subjects
 (:mod:`ethnicmer.studies.action_units`).
-
-The paper's four visual claims, each mapped to one measure and direction:
-
-- Positive: Asians show larger AU6/AU12 activation → ``au6_au12_share`` Asian > Non-Asian;
-- Positive: non-Asians one-sided → ``lip_asymmetry_abs`` Non-Asian > Asian;
-- Surprise: non-Asians activate AU26 → ``mouth_jaw_share`` Non-Asian > Asian;
-- Surprise: Asians the upper face (AU1/2/5) → ``upper_face_share`` Asian > Non-Asian.
 
 Outputs under ``runs/<study>/cam/`` (``<tag>`` = ``<row>_<branch>`` for Grad-CAM,
 ``<row>_<branch>_ig`` for Integrated Gradients): ``maps_<tag>.npz`` (sample keys,
 maps, targets), ``regions_<tag>.csv`` (per-sample measures),
 ``landmarks.csv``, ``statistics.{csv,md,tex}``, ``claims.{csv,md,tex}``,
-``attribution.{csv,md,tex}`` (per claim measure: the ethnicity effect within
-dataset and the dataset effect within ethnicity, :mod:`ethnicmer.explain.attribution`),
-``coded_aus.{csv,md,tex}``, ``montage_<tag>.png``, ``regions.png``,
-``summary.json``.
+``attribution.{csv,md,tex}``, ``coded_aus.{csv,md,tex}``, ``montage_<tag>.png``,
+``regions.png``, ``summary.json``.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import pandas as pd
-import torch
 
 from ethnicmer.config import CamConfig, ModelConfig, StudyConfig
 from ethnicmer.data.emotions import EMOTION_CLASSES
-from ethnicmer.data.subjects import format_key
-from ethnicmer.errors import ModelError
-from ethnicmer.evaluation.inputs import load_inputs
-from ethnicmer.evaluation.protocols import context_labels, loso_folds, subject_ids
-from ethnicmer.evaluation.training import build_model
-from ethnicmer.explain.attribution import attribute, attribution_verdict
-from ethnicmer.explain.au_regions import MEASURES, landmark_regions, region_measures
+from ethnicmer.explain.attribution import attribute
+from ethnicmer.explain.au_regions import MEASURES, region_measures
 from ethnicmer.explain.au_regions import template_regions as template_masks
+from ethnicmer.explain.claims import (
+    ALPHA,
+    CLAIMS,
+    claim_attribution,
+    claim_groups,
+    claims_table,
+    group_order,
+    region_statistics,
+    statistics_table,
+)
 from ethnicmer.explain.figures import montage, region_legend
-from ethnicmer.explain.gradcam import choose_layer, grad_cam
-from ethnicmer.explain.saliency import integrated_gradients
-from ethnicmer.explain.statistics import compare_groups
-from ethnicmer.flow.align import crop_landmarks
-from ethnicmer.pipeline import write_json_atomic
-from ethnicmer.progress import log, progress
+from ethnicmer.explain.landmarks import REGION_SIDE, region_masks_of, sample_landmarks
+from ethnicmer.explain.maps import RowMaps, explain_row
+from ethnicmer.io import save_npz_atomic, write_csv_atomic, write_json_atomic
+from ethnicmer.progress import log
 from ethnicmer.report.tables import write_table
 from ethnicmer.studies.action_units import au_feature_table
-
-REGION_SIDE = 112
-"""Maps are upsampled to this side (pixels) before measuring region shares."""
-
-CLAIMS: list[dict[str, str]] = [
-    {
-        "claim": "Positive: Asians show larger AU6/AU12 activation",
-        "emotion": "Positive",
-        "measure": "au6_au12_share",
-        "higher": "Asian",
-    },
-    {
-        "claim": "Positive: non-Asians activate one side (AU12 asymmetry)",
-        "emotion": "Positive",
-        "measure": "lip_asymmetry_abs",
-        "higher": "Non-Asian",
-    },
-    {
-        "claim": "Surprise: non-Asians activate AU26 (jaw drop)",
-        "emotion": "Surprise",
-        "measure": "mouth_jaw_share",
-        "higher": "Non-Asian",
-    },
-    {
-        "claim": "Surprise: Asians activate the upper face (AU1/AU2/AU5)",
-        "emotion": "Surprise",
-        "measure": "upper_face_share",
-        "higher": "Asian",
-    },
-]
-"""The paper's visual claims (IV-C) as (emotion, measure, group expected higher)."""
-
-ALPHA = 0.05
-
-
-def _sample_landmarks(samples: pd.DataFrame, mode: str) -> pd.DataFrame:
-    """Normalised landmarks (x/W, y/H in [0, 1]) per sample, with their source.
-
-    ``auto``: the flow stage's landmarks of the aligned crop (the face exactly as
-    the flow image frames it), else dlib on the apex crop, else the template.
-    """
-    rows = []
-    crops = samples["apex_crop_path"].fillna("") if "apex_crop_path" in samples else None
-    aligned = samples["landmarks_path"].fillna("") if "landmarks_path" in samples else None
-    for i in progress(range(len(samples)), "landmarks on apex crops"):
-        row = samples.iloc[i]
-        record: dict[str, Any] = {
-            "dataset": row["dataset"],
-            "subject": row["subject"],
-            "filename": row["filename"],
-        }
-        path = "" if crops is None else crops.iloc[i]
-        if mode != "template" and aligned is not None and aligned.iloc[i]:
-            points = np.load(aligned.iloc[i])
-            record["region_source"] = "landmarks (flow stage, onset)"
-            for k in range(68):
-                record[f"x{k}"], record[f"y{k}"] = points[k]
-            rows.append(record)
-            continue
-        if mode == "template" or not path:
-            record["region_source"] = "template"
-            rows.append(record)
-            continue
-        gray = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
-        if gray is None:
-            record["region_source"] = "template (apex crop unreadable)"
-            rows.append(record)
-            continue
-        where = format_key(row["dataset"], row["subject"], row["filename"])
-        points, source = crop_landmarks(gray, f"{where} ({path})")
-        record["region_source"] = f"landmarks ({source})"
-        height, width = gray.shape
-        for k in range(68):
-            record[f"x{k}"] = points[k, 0] / width
-            record[f"y{k}"] = points[k, 1] / height
-        rows.append(record)
-    return pd.DataFrame(rows)
-
-
-def _masks(landmarks: pd.DataFrame, i: int, template: dict[str, np.ndarray]) -> dict:
-    row = landmarks.iloc[i]
-    if not str(row["region_source"]).startswith("landmarks"):
-        return template
-    points = np.array([[row[f"x{k}"], row[f"y{k}"]] for k in range(68)]) * REGION_SIDE
-    return landmark_regions(points, REGION_SIDE)
 
 
 def _rows(cfg: StudyConfig, cam: CamConfig) -> list[ModelConfig]:
@@ -156,104 +60,6 @@ def _rows(cfg: StudyConfig, cam: CamConfig) -> list[ModelConfig]:
     assert bench is not None
     by_name = {m.name: m for m in bench.models}
     return [by_name[n] for n in cam.models or list(by_name)]
-
-
-@dataclass(frozen=True)
-class RowMaps:
-    """Activation maps of one row and branch over every sample (rows in samples order).
-
-    Attributes:
-        maps: method (``gradcam``, ``integrated_gradients``) → ``(N, S, S)`` float32
-            non-negative maps at the branch's input side S.
-        targets: ``(N,)`` int64 class explained; predicted: ``(N,)`` int64 prediction.
-        flow: ``(N, 3, H, W)`` float32 flow images the row reads (figure backgrounds).
-        info: target layer, its feature-map side, input side, checks.
-    """
-
-    maps: dict[str, np.ndarray]
-    targets: np.ndarray
-    predicted: np.ndarray
-    flow: np.ndarray
-    info: dict[str, Any]
-
-
-def _explain_row(
-    cfg: StudyConfig,
-    model: ModelConfig,
-    branch: str,
-    samples: pd.DataFrame,
-    bench_dir: Path,
-) -> RowMaps:
-    """Every configured map (Grad-CAM, Integrated Gradients) of one row and branch,
-    each test sample by the model of its own fold."""
-    bench = cfg.stages.benchmark
-    cam = cfg.stages.cam
-    assert bench is not None and cam is not None
-    seed = (bench.seeds or [cfg.seed])[0]
-    size = model.input_size or bench.input_size
-    inputs_dir = cfg.run_dir / "inputs"
-    flow = torch.from_numpy(load_inputs(samples, "flow", size, inputs_dir))
-    context_input = None
-    classes: list[str] = []
-    if model.context != "none":
-        if model.context_input == "flow":
-            context_input = flow
-        else:
-            rgb = model.rgb_size or bench.rgb_size
-            context_input = torch.from_numpy(load_inputs(samples, "apex_rgb", rgb, inputs_dir))
-        _, classes = context_labels(samples, model.context, seed)
-    labels = samples["label_id"].to_numpy(dtype=np.int64)
-    folds = loso_folds(samples, bench.test_subjects, bench.max_folds)
-    model_dir = bench_dir / "models" / model.name / f"seed-{seed}"
-    side = flow.shape[-1] if branch == "emotion" else context_input.shape[-1]  # type: ignore[union-attr]
-    maps = {m: np.full((len(samples), side, side), np.nan, np.float32) for m in cam.methods}
-    targets = np.full(len(samples), -1, dtype=np.int64)
-    predicted = np.full(len(samples), -1, dtype=np.int64)
-    layer_info: dict[str, Any] = {}
-    mismatched = 0
-    for fold in progress(folds, f"activation maps {model.name} ({branch})"):
-        checkpoint = model_dir / "checkpoints" / f"{fold.slug}.pt"
-        if not checkpoint.is_file():
-            raise ModelError(
-                f"{checkpoint}: fold model missing for {fold.test_subject}; re-run the benchmark "
-                "with stages.benchmark.save_checkpoints: true"
-            )
-        torch.manual_seed(0)
-        net = build_model(model, max(len(classes), 2))
-        try:
-            net.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
-        except (RuntimeError, OSError) as exc:
-            raise ModelError(f"{checkpoint}: cannot load the fold model ({exc})") from exc
-        net.eval()
-        if not layer_info:
-            name, layer_side = choose_layer(net, branch, side, cam.layer, cam.min_cam_side)
-            layer_info = {"layer": name, "feature_side": layer_side, "input_side": side}
-        rows = torch.from_numpy(fold.test)
-        test_flow = flow[rows]
-        test_ctx = None if context_input is None else context_input[rows]
-        with torch.no_grad():
-            logits = net.prediction_logits(net(test_flow, test_ctx))
-        pred = logits.argmax(dim=1)
-        fold_file = model_dir / "folds" / f"{fold.slug}.csv"
-        if fold_file.is_file():
-            saved = pd.read_csv(fold_file, dtype={"subject": str})["y_pred"].to_numpy()
-            mismatched += int((saved != pred.numpy()).sum())
-        target = torch.from_numpy(labels[fold.test]) if cam.target == "truth" else pred
-        for method in cam.methods:
-            maps[method][fold.test] = (
-                grad_cam(net, test_flow, test_ctx, target, branch, layer_info["layer"])
-                if method == "gradcam"
-                else integrated_gradients(net, test_flow, test_ctx, target, branch, cam.ig_steps)
-            )
-        targets[fold.test] = target.numpy()
-        predicted[fold.test] = pred.numpy()
-    layer_info["predictions_differing_from_benchmark"] = mismatched
-    if mismatched:
-        log(
-            f"{model.name}: {mismatched} prediction(s) from the loaded fold models differ from the "
-            "benchmark's fold files (thread count or library version changed)"
-        )
-    return RowMaps(maps, targets, predicted, flow.numpy(), layer_info)
 
 
 def _measure(maps: np.ndarray, landmarks: pd.DataFrame) -> pd.DataFrame:
@@ -265,110 +71,9 @@ def _measure(maps: np.ndarray, landmarks: pd.DataFrame) -> pd.DataFrame:
             continue
         big = cv2.resize(maps[i], (REGION_SIDE, REGION_SIDE), interpolation=cv2.INTER_LINEAR)
         big = np.clip(big, 0, None)
-        rows.append(region_measures(big, _masks(landmarks, i, template)) | {"cam_mass": big.sum()})
-    return pd.DataFrame(rows)
-
-
-def _group_order(groups: list[str]) -> list[str]:
-    """Non-Asian above Asian (the paper's figures); otherwise sorted."""
-    return sorted(groups, key=lambda g: (g != "Non-Asian", g))
-
-
-def _statistics(
-    cfg: StudyConfig, measures: pd.DataFrame, row: str, branch: str, method: str
-) -> list[dict[str, Any]]:
-    cam = cfg.stages.cam
-    assert cam is not None
-    groups = sorted(measures["ethnicity"].unique())
-    if len(groups) != 2:
-        return []
-    group_a, group_b = groups
-    scopes = {"all": measures}
-    for dataset in sorted(measures["dataset"].unique()):
-        scopes[f"within {dataset}"] = measures[measures["dataset"] == dataset]
-    out = []
-    for emotion in cam.emotions:
-        for scope, part in scopes.items():
-            rows = part[part["label"] == emotion]
-            for measure in MEASURES:
-                values = pd.DataFrame(
-                    {
-                        "subject_id": subject_ids(rows),
-                        "group": rows["ethnicity"].to_numpy(),
-                        "value": rows[measure].to_numpy(),
-                    }
-                )
-                result = compare_groups(
-                    values, group_a, group_b, cam.permutations, cam.bootstrap, cfg.seed
-                )
-                out.append(
-                    {
-                        "model": row,
-                        "branch": branch,
-                        "method": method,
-                        "emotion": emotion,
-                        "scope": scope,
-                        "measure": measure,
-                        "group_a": group_a,
-                        "group_b": group_b,
-                        **result,
-                    }
-                )
-    return out
-
-
-def _holm(p_values: pd.Series) -> pd.Series:
-    """Holm-adjusted p-values of one family (NaN entries left out and kept NaN)."""
-    valid = p_values.dropna().sort_values()
-    m = len(valid)
-    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * valid.to_numpy()))
-    return pd.Series(adjusted, index=valid.index).reindex(p_values.index)
-
-
-def _claims(stats: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    for claim in CLAIMS:
-        for (model, branch, method), part in stats.groupby(
-            ["model", "branch", "method"], sort=False
-        ):
-            for scope in part["scope"].unique():
-                match = part[
-                    (part["emotion"] == claim["emotion"])
-                    & (part["measure"] == claim["measure"])
-                    & (part["scope"] == scope)
-                ]
-                if match.empty:
-                    continue
-                r = match.iloc[0]
-                if claim["higher"] not in (r["group_a"], r["group_b"]):
-                    continue
-                sign = 1.0 if claim["higher"] == r["group_a"] else -1.0
-                diff = sign * r["difference"]
-                if np.isnan(diff):
-                    verdict = "not testable (" + str(r["note"]) + ")"
-                elif r["p_permutation"] < ALPHA and diff > 0:
-                    verdict = "supported"
-                elif r["p_permutation"] < ALPHA:
-                    verdict = "contradicted (significant, opposite direction)"
-                else:
-                    verdict = f"not supported (p >= {ALPHA})"
-                rows.append(
-                    {
-                        "claim": claim["claim"],
-                        "model": model,
-                        "branch": branch,
-                        "method": method,
-                        "scope": scope,
-                        "measure": claim["measure"],
-                        "expected_higher": claim["higher"],
-                        "difference_expected_direction": diff,
-                        "ci_low": sign * (r["ci_low"] if sign > 0 else r["ci_high"]),
-                        "ci_high": sign * (r["ci_high"] if sign > 0 else r["ci_low"]),
-                        "p_permutation": r["p_permutation"],
-                        "subjects": f"{r['subjects_a']} vs {r['subjects_b']}",
-                        "verdict": verdict,
-                    }
-                )
+        rows.append(
+            region_measures(big, region_masks_of(landmarks, i, template)) | {"cam_mass": big.sum()}
+        )
     return pd.DataFrame(rows)
 
 
@@ -386,9 +91,8 @@ def _write_maps(
 ) -> tuple[list[Path], pd.DataFrame]:
     """Write ``maps_<tag>.npz`` and ``regions_<tag>.csv``; return them and the measures."""
     keys = samples[["dataset", "subject", "filename"]]
-    npz = out_dir / f"maps_{tag}.npz"
-    np.savez_compressed(
-        npz,
+    npz = save_npz_atomic(
+        out_dir / f"maps_{tag}.npz",
         maps=maps,
         targets=explained.targets,
         predicted=explained.predicted,
@@ -404,39 +108,11 @@ def _write_maps(
         ],
         axis=1,
     )
-    measures["target"] = [EMOTION_CLASSES[t] for t in measures["target"]]
-    measures["predicted"] = [EMOTION_CLASSES[t] for t in measures["predicted"]]
-    regions = out_dir / f"regions_{tag}.csv"
-    measures.to_csv(regions, index=False)
+    # -1 marks a sample no fold explained (a partial LOSO): it has no target, not "Surprise"
+    measures["target"] = [EMOTION_CLASSES[t] if t >= 0 else pd.NA for t in measures["target"]]
+    measures["predicted"] = [EMOTION_CLASSES[t] if t >= 0 else pd.NA for t in measures["predicted"]]
+    regions = write_csv_atomic(measures, out_dir / f"regions_{tag}.csv")
     return [npz, regions], measures
-
-
-def _claim_attribution(attribution: pd.DataFrame) -> pd.DataFrame:
-    """The attribution rows of the four claims' (emotion, measure), claim named first.
-
-    The four claim measures of one (row, branch, method) are a family: ``p_ethnicity``
-    and ``p_dataset`` are Holm-adjusted within it (``*_holm``) and ``attribution``
-    is decided on the adjusted values.
-    """
-    if attribution.empty or "label" not in attribution:
-        return pd.DataFrame()
-    parts = []
-    for claim in CLAIMS:
-        match = attribution[
-            (attribution["label"] == claim["emotion"])
-            & (attribution["measure"] == claim["measure"])
-        ]
-        parts.append(match.assign(claim=claim["claim"]))
-    table = pd.concat(parts, ignore_index=True).rename(columns={"label": "emotion"})
-    families = table.groupby(["model", "branch", "method"], sort=False)
-    for column in ("p_ethnicity", "p_dataset"):
-        table[f"{column}_holm"] = families[column].transform(_holm)
-    table["attribution"] = [
-        attribution_verdict(e, d, ALPHA)
-        for e, d in zip(table["p_ethnicity_holm"], table["p_dataset_holm"], strict=True)
-    ]
-    first = ["claim", "model", "branch", "method", "emotion", "measure"]
-    return table[first + [c for c in table.columns if c not in first]]
 
 
 def _background(sample: pd.Series, flow: np.ndarray) -> np.ndarray:
@@ -458,7 +134,7 @@ def _montage(
 ) -> Path:
     cam = cfg.stages.cam
     assert cam is not None
-    groups = _group_order(sorted(samples["ethnicity"].unique()))
+    groups = group_order(list(claim_groups(cfg)), claim_groups(cfg)[1])
     cells, means = {}, {}
     for group in groups:
         for emotion in cam.emotions:
@@ -510,9 +186,17 @@ def run_activation_maps(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) 
     rows = _rows(cfg, cam)
     samples = samples.sort_values(["dataset", "subject", "filename"]).reset_index(drop=True)
     bench_dir = cfg.run_dir / "benchmark"
-    landmarks = _sample_landmarks(samples, cam.landmarks)
-    written = [out_dir / "landmarks.csv"]
-    landmarks.to_csv(written[0], index=False)
+    absent = [g for g in claim_groups(cfg) if g not in set(samples["ethnicity"])]
+    groups_note = (
+        f"no subject of group(s) {absent} (data.demographics.paper_groups): the group "
+        "comparisons and the paper's claims cannot be tested"
+        if absent
+        else ""
+    )
+    if groups_note:
+        log(f"cam: {groups_note}")
+    landmarks = sample_landmarks(samples, cam.landmarks)
+    written = [write_csv_atomic(landmarks, out_dir / "landmarks.csv")]
     stats_rows: list[dict[str, Any]] = []
     attribution_parts: list[pd.DataFrame] = []
     layers: dict[str, Any] = {}
@@ -520,7 +204,7 @@ def run_activation_maps(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) 
         for branch in cam.branches:
             if branch == "context" and model.context == "none":
                 continue
-            explained = _explain_row(cfg, model, branch, samples, bench_dir)
+            explained = explain_row(cfg, model, branch, samples, bench_dir)
             for method, maps in explained.maps.items():
                 tag = f"{model.name}_{branch}" + METHOD_SUFFIX[method]
                 info = {"method": method, **explained.info}
@@ -532,7 +216,7 @@ def run_activation_maps(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) 
                 written += files
                 no_mass = measures[measures["cam_mass"].fillna(0) <= 0]
                 info["samples_without_positive_evidence"] = len(no_mass)
-                stats_rows += _statistics(cfg, measures, model.name, branch, method)
+                stats_rows += region_statistics(cfg, measures, model.name, branch, method)
                 attributed = attribute(
                     measures[measures["label"].isin(cam.emotions)],
                     sorted({claim["measure"] for claim in CLAIMS}),
@@ -540,6 +224,8 @@ def run_activation_maps(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) 
                     cam.permutations,
                     cfg.seed,
                     ALPHA,
+                    groups=claim_groups(cfg),
+                    bootstrap=cam.bootstrap,
                 )
                 attribution_parts.append(
                     attributed.assign(model=model.name, branch=branch, method=method)
@@ -559,29 +245,37 @@ def run_activation_maps(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) 
                         out_dir / f"montage_{tag}.png",
                     )
                 )
-    stats = pd.DataFrame(stats_rows)
-    if not stats.empty:
-        # the measures of one (row, branch, method, emotion, scope) form a family
-        families = stats.groupby(["model", "branch", "method", "emotion", "scope"], sort=False)
-        stats["p_holm"] = families["p_permutation"].transform(_holm)
+    stats = statistics_table(stats_rows)
     written += write_table(
         stats,
         out_dir / "statistics",
         "Activation-map region measures between ethnicity groups (A - B), permutation over "
-        "subjects",
+        "subjects; exploratory family (Benjamini-Hochberg)",
     )
-    claims = _claims(stats) if not stats.empty else pd.DataFrame()
-    written += write_table(claims, out_dir / "claims", "The paper's visual claims (IV-C), measured")
-    attribution = _claim_attribution(pd.concat(attribution_parts, ignore_index=True))
+    claims = (
+        claims_table(stats, dict(cfg.data.demographics.paper_groups))
+        if not stats.empty
+        else pd.DataFrame()
+    )
+    written += write_table(
+        claims,
+        out_dir / "claims",
+        "The paper's visual claims (IV-C), measured: Holm over the claims on all samples, "
+        "Benjamini-Hochberg within datasets; verdicts on the adjusted p",
+    )
+    attribution = claim_attribution(pd.concat(attribution_parts, ignore_index=True))
     written += write_table(
         attribution,
         out_dir / "attribution",
         "Ethnicity within dataset vs dataset within ethnicity, per claim measure "
         "(stratified permutation over subjects)",
     )
-    coded = au_feature_table(samples[samples["action_units"].fillna("") != ""])
+    coded = au_feature_table(samples[samples["action_units"].fillna("") != ""], claim_groups(cfg))
     written += write_table(
-        coded, out_dir / "coded_aus", "Coded action units per ethnicity group (Fisher's exact test)"
+        coded,
+        out_dir / "coded_aus",
+        "Coded action units per ethnicity group: subjects showing each feature (Fisher's "
+        "exact test over subjects, Benjamini-Hochberg)",
     )
     written.append(region_legend(out_dir / "regions.png"))
     summary = out_dir / "summary.json"
@@ -589,6 +283,8 @@ def run_activation_maps(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) 
         summary,
         {
             "layers": layers,
+            "groups": list(claim_groups(cfg)),
+            "groups_note": groups_note,
             "target": cam.target,
             "region_sources": landmarks["region_source"].value_counts().to_dict(),
             "claims": json.loads(claims.to_json(orient="records")),

@@ -1,0 +1,323 @@
+"""Recognition effect models: per-sample correctness with subject clustering (GEE).
+
+Each benchmark prediction (row × seed × sample) is one observation of whether
+the sample was recognised (``correct``, binomial) and of its log-loss (nats,
+Gaussian). Generalised estimating equations (statsmodels ``GEE``) with an
+exchangeable working correlation within subject treat every subject as one
+cluster: its samples and its seeds are repeated measures of the same face, not
+independent replicates. Standard errors are the bias-reduced sandwich
+(Mancl–DeRouen), which holds the type-I error with few clusters better than the
+plain sandwich (checked in ``tests/test_stats.py``).
+
+Covariates: row (model), ethnicity group, dataset and emotion class. Because
+both ethnicity and dataset are in the model, the ethnicity term is the effect
+of ethnicity **within dataset** and the dataset term the effect of dataset
+**within ethnicity**; a term the data cannot identify (no dataset holds both
+groups; no group spans two datasets) is left out of the model and reported as
+not estimable, never dropped silently. Per compared pair (A, B) a model of the
+two rows gives A's odds ratio against B, and a second model with the
+row × ethnicity interaction says whether A helps one group more than the other.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ethnicmer.stats.power import minimum_detectable_effect
+
+MIN_SUBJECTS = 2
+"""A level needs this many subjects inside a stratum for a within-stratum effect."""
+
+OUTCOMES = {
+    "correct": "odds ratio of recognition (correct prediction)",
+    "log_loss": "difference in log-loss (nats; lower is better)",
+}
+
+
+def observations(predictions: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
+    """One row per (row, seed, sample): ``correct``, ``log_loss`` and the covariates.
+
+    Args:
+        predictions: the benchmark's predictions (``model, seed, dataset, subject,
+            filename, y_true, y_pred, logit_0..``).
+        samples: the samples table (``ethnicity``, ``label`` per key).
+
+    Returns:
+        Columns ``model, seed, subject_id, dataset, ethnicity, label, correct,
+        log_loss``.
+    """
+    keys = ["dataset", "subject", "filename"]
+    logits = predictions[[c for c in predictions if c.startswith("logit_")]].to_numpy(float)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    truth = predictions["y_true"].to_numpy(int)
+    frame = predictions[["model", "seed", *keys]].copy()
+    frame["correct"] = (predictions["y_pred"].to_numpy() == truth).astype(int)
+    frame["log_loss"] = -log_probs[np.arange(len(truth)), truth]
+    frame = frame.merge(samples[[*keys, "ethnicity", "label"]], on=keys, how="left")
+    frame["subject_id"] = frame["dataset"].astype(str) + "/" + frame["subject"].astype(str)
+    return frame
+
+
+def _within(frame: pd.DataFrame, factor: str, stratum: str) -> list[str]:
+    """Strata in which ``factor`` has at least two levels of ≥ MIN_SUBJECTS subjects."""
+    subjects = frame.drop_duplicates("subject_id")
+    out = []
+    for name, part in subjects.groupby(stratum):
+        counts = part[factor].value_counts()
+        if (counts >= MIN_SUBJECTS).sum() >= 2:
+            out.append(str(name))
+    return out
+
+
+def _fit(frame: pd.DataFrame, formula: str, outcome: str) -> Any:
+    import statsmodels.api as sm
+    import statsmodels.formula.api as smf
+
+    family = sm.families.Binomial() if outcome == "correct" else sm.families.Gaussian()
+    model = smf.gee(
+        f"{outcome} ~ {formula}",
+        "subject_id",
+        frame,
+        family=family,
+        cov_struct=sm.cov_struct.Exchangeable(),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return model.fit(cov_type="bias_reduced", maxiter=100)
+
+
+def _term(result: Any, name: str, outcome: str) -> dict[str, Any]:
+    estimate = float(result.params[name])
+    with np.errstate(invalid="ignore"):
+        se = float(result.bse[name])
+    if not np.isfinite(se) or not np.isfinite(estimate):
+        return {
+            "estimate": float("nan"),
+            "term_note": "standard error not estimable (too few subjects or separation)",
+        }
+    low, high = (float(v) for v in result.conf_int().loc[name])
+    mde = minimum_detectable_effect(se)
+    if outcome == "correct":  # report odds ratios
+        with np.errstate(over="ignore"):
+            return {
+                "estimate": float(np.exp(estimate)),
+                "ci_low": float(np.exp(low)),
+                "ci_high": float(np.exp(high)),
+                "p": float(result.pvalues[name]),
+                "se_link": se,
+                "mde": float(np.exp(mde)),
+            }
+    return {
+        "estimate": estimate,
+        "ci_low": low,
+        "ci_high": high,
+        "p": float(result.pvalues[name]),
+        "se_link": se,
+        "mde": mde,
+    }
+
+
+def _levels(frame: pd.DataFrame, column: str, reference: str | None = None) -> list[str]:
+    levels = sorted(frame[column].astype(str).unique())
+    if reference is not None and reference in levels:
+        levels.remove(reference)
+        levels.insert(0, reference)
+    return levels
+
+
+def _treatment(column: str, reference: str) -> str:
+    return f"C({column}, Treatment({reference!r}))"
+
+
+def _row(effect: str, comparison: str, outcome: str, scope: str, **values: Any) -> dict[str, Any]:
+    nan = float("nan")
+    base = {
+        "effect": effect,
+        "comparison": comparison,
+        "outcome": outcome,
+        "scale": "odds ratio" if outcome == "correct" else "difference (nats)",
+        "scope": scope,
+        "estimate": nan,
+        "ci_low": nan,
+        "ci_high": nan,
+        "p": nan,
+        "se_link": nan,
+        "mde": nan,
+        "strata": "",
+        "note": "",
+    }
+    term_note = values.pop("term_note", "")
+    base.update(values)
+    base["note"] = "; ".join(n for n in (base["note"], term_note) if n)
+    return base
+
+
+def recognition_effects(
+    observed: pd.DataFrame,
+    pairs: list[tuple[str, str]],
+    groups: tuple[str, str],
+    outcomes: tuple[str, ...] = ("correct", "log_loss"),
+) -> pd.DataFrame:
+    """GEE estimates of the ethnicity, dataset, pair and pair × ethnicity effects.
+
+    Args:
+        observed: :func:`observations` (samples of other groups than ``groups``
+            are left out, and counted in the notes).
+        pairs: the compared rows (A, B); A's effect is relative to B.
+        groups: the two ethnicity groups (A, B); B is the reference.
+        outcomes: ``correct`` (odds ratios) and/or ``log_loss`` (differences).
+
+    Returns:
+        One row per (effect, comparison, outcome): ``estimate`` (odds ratio or
+        difference), 95 % ``ci_low``/``ci_high``, ``p`` (Wald, bias-reduced
+        sandwich), ``mde`` (smallest effect detectable with 80 % power at α 0.05,
+        on the same scale), ``subjects``, ``seeds``, ``strata`` and ``note``
+        (e.g. why a term is not estimable).
+    """
+    frame = observed[observed["ethnicity"].isin(groups)].copy()
+    left_out = observed.loc[~observed["ethnicity"].isin(groups), "subject_id"].nunique()
+    frame["ethnicity"] = frame["ethnicity"].astype(str)
+    frame["dataset"] = frame["dataset"].astype(str)
+    frame["model"] = frame["model"].astype(str)
+    frame["label"] = frame["label"].astype(str)
+    group_a, group_b = groups
+    common = {
+        "subjects": frame["subject_id"].nunique(),
+        "seeds": frame["seed"].nunique(),
+    }
+    leftover = f"{left_out} subject(s) of other groups left out" if left_out else ""
+    rows: list[dict[str, Any]] = []
+    eth_strata = _within(frame, "ethnicity", "dataset")
+    ds_strata = _within(frame, "dataset", "ethnicity")
+    datasets = _levels(frame, "dataset")
+    terms = []
+    if eth_strata:
+        terms.append(_treatment("ethnicity", group_b))
+    if ds_strata and len(datasets) > 1:
+        terms.append(_treatment("dataset", datasets[0]))
+    adjust = " + ".join(["C(label)", *terms])
+    if frame["model"].nunique() > 1:
+        adjust = f"C(model) + {adjust}"
+    for outcome in outcomes:
+        result = None
+        note = ""
+        try:
+            result = _fit(frame, adjust, outcome)
+        except Exception as exc:  # statsmodels raises several types on singular designs
+            note = f"model did not fit ({type(exc).__name__}: {exc})"
+        eth_name = f"{_treatment('ethnicity', group_b)}[T.{group_a}]"
+        if not eth_strata:
+            rows.append(
+                _row(
+                    "ethnicity within dataset",
+                    f"{group_a} vs {group_b}",
+                    outcome,
+                    "all rows",
+                    note="not estimable: no dataset holds ≥ 2 subjects of each group",
+                    **common,
+                )
+            )
+        else:
+            values = _term(result, eth_name, outcome) if result is not None else {}
+            rows.append(
+                _row(
+                    "ethnicity within dataset",
+                    f"{group_a} vs {group_b}",
+                    outcome,
+                    "all rows",
+                    strata=",".join(eth_strata),
+                    note=note,
+                    **values,
+                    **common,
+                )
+            )
+        for level in datasets[1:]:
+            name = f"{_treatment('dataset', datasets[0])}[T.{level}]"
+            comparison = f"{level} vs {datasets[0]}"
+            if not ds_strata:
+                rows.append(
+                    _row(
+                        "dataset within ethnicity",
+                        comparison,
+                        outcome,
+                        "all rows",
+                        note="not estimable: no group has ≥ 2 subjects in two datasets",
+                        **common,
+                    )
+                )
+                continue
+            values = _term(result, name, outcome) if result is not None else {}
+            rows.append(
+                _row(
+                    "dataset within ethnicity",
+                    comparison,
+                    outcome,
+                    "all rows",
+                    strata=",".join(ds_strata),
+                    note=note,
+                    **values,
+                    **common,
+                )
+            )
+        for a, b in pairs:
+            part = frame[frame["model"].isin([a, b])]
+            model_term = _treatment("model", b)
+            base = " + ".join(["C(label)", *terms])
+            name = f"{model_term}[T.{a}]"
+            try:
+                fitted = _fit(part, f"{model_term} + {base}", outcome)
+                values, pair_note = _term(fitted, name, outcome), ""
+            except Exception as exc:
+                values, pair_note = {}, f"model did not fit ({type(exc).__name__})"
+            rows.append(
+                _row(
+                    "row",
+                    f"{a} vs {b}",
+                    outcome,
+                    f"rows {a}, {b}",
+                    note=pair_note,
+                    **values,
+                    **common,
+                )
+            )
+            interaction = f"{name}:{_treatment('ethnicity', group_b)}[T.{group_a}]"
+            if not eth_strata:
+                rows.append(
+                    _row(
+                        "row × ethnicity",
+                        f"({a} vs {b}) × ({group_a} vs {group_b})",
+                        outcome,
+                        f"rows {a}, {b}",
+                        note="not estimable: ethnicity does not vary within a dataset",
+                        **common,
+                    )
+                )
+                continue
+            try:
+                fitted = _fit(
+                    part, f"{model_term} * {_treatment('ethnicity', group_b)} + {base}", outcome
+                )
+                values, pair_note = _term(fitted, interaction, outcome), ""
+            except Exception as exc:
+                values, pair_note = {}, f"model did not fit ({type(exc).__name__})"
+            rows.append(
+                _row(
+                    "row × ethnicity",
+                    f"({a} vs {b}) × ({group_a} vs {group_b})",
+                    outcome,
+                    f"rows {a}, {b}",
+                    strata=",".join(eth_strata),
+                    note=pair_note,
+                    **values,
+                    **common,
+                )
+            )
+    table = pd.DataFrame(rows)
+    if leftover:
+        table["note"] = [f"{n}; {leftover}" if n else leftover for n in table["note"]]
+    return table

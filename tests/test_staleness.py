@@ -1,0 +1,174 @@
+"""Nothing stale (issue 15): content-addressed inputs, resume and the fold specs.
+
+A file replaced at the same path, a changed flow setting or a changed subject
+label must re-run exactly the stages and benchmark rows it affects, and the log
+must say which and why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from ethnicmer.cli import app
+from ethnicmer.digests import DigestCache
+from ethnicmer.evaluation.inputs import load_inputs
+from ethnicmer.io import atomic_path, remove_stale_temporaries, write_text_atomic
+from tests.conftest import synthetic_data_section, tiny_benchmark_config, write_config
+
+runner = CliRunner()
+MOTION = {"name": "motion"}
+DUAL = {"name": "dual", "context": "ethnicity", "context_input": "apex_rgb"}
+TWO_FOLDS = ["casme2/sub01", "samm/012"]
+
+
+def _invoke(*argv: str) -> str:
+    result = runner.invoke(app, list(argv))
+    assert result.exit_code == 0, result.output
+    return " ".join(result.output.split())
+
+
+def _fold_times(run_dir: Path) -> dict[str, int]:
+    folds = run_dir / "benchmark" / "models"
+    return {str(p.relative_to(folds)): p.stat().st_mtime_ns for p in folds.rglob("folds/*.csv")}
+
+
+def test_replaced_image_and_changed_label_retrain_exactly_the_affected_rows(
+    tiny_megc: Path, tmp_path: Path
+):
+    root = tmp_path / "megc"
+    shutil.copytree(tiny_megc, root)
+    config = tiny_benchmark_config(
+        tmp_path, root, [MOTION, DUAL], test_subjects=TWO_FOLDS, save_checkpoints=False
+    )
+    run_dir = tmp_path / "runs" / "tiny"
+    _invoke("benchmark", str(config))
+    first = _fold_times(run_dir)
+    assert len(first) == 4
+
+    # one pixel of one flow image changes; the file keeps its path and its mtime
+    flow = next((root / "datasets" / "STSNet_whole_norm_u_v_os").glob("sub02_*.png"))
+    stat = flow.stat()
+    pixels = np.array(Image.open(flow))
+    pixels[5, 5, 0] ^= 0x40
+    Image.fromarray(pixels).save(flow)
+    os.utime(flow, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    log = _invoke("benchmark", str(config))
+    assert "stage database: running: changed: inputs.sources.0.images" in log
+    assert "stage benchmark: running: changed: inputs.samples" in log
+    assert log.count("the content of the input images") == 2  # both rows read that image
+    second = _fold_times(run_dir)
+    assert all(second[k] != first[k] for k in first)
+    samples = pd.read_parquet(run_dir / "database" / "samples.parquet")
+    row = samples[samples["flow_path"] == str(flow)].iloc[0]
+    assert row["flow_sha256"] == DigestCache().digest(flow)
+
+    # one subject's ethnicity changes: only the ethnicity-context row re-trains
+    overrides = tmp_path / "overrides.csv"
+    overrides.write_text("dataset,subject,field,value,reason\nsamm,012,race_code,0,test\n")
+    payload = json.loads(json.dumps(__import__("yaml").safe_load(config.read_text())))
+    payload["data"]["demographics"] = {"overrides": str(overrides)}
+    config.write_text(__import__("yaml").safe_dump(payload))
+    log = _invoke("benchmark", str(config))
+    assert "context_labels: the subjects' context labels" in log
+    assert "models/motion" not in log
+    third = _fold_times(run_dir)
+    assert all(third[k] == second[k] for k in third if k.startswith("motion/"))
+    assert all(third[k] != second[k] for k in third if k.startswith("dual/"))
+
+    # nothing changed: nothing re-runs
+    log = _invoke("benchmark", str(config))
+    assert "running" not in log
+    assert _fold_times(run_dir) == third
+
+
+def test_changed_flow_setting_reruns_flow_and_benchmark(synthetic_root: Path, tmp_path: Path):
+    def config(normalise: str) -> Path:
+        stages = {
+            "flow": {"align": "none", "crop_size": 64, "size": 16, "normalise": normalise},
+            "benchmark": {
+                "models": [MOTION],
+                "epochs": 1,
+                "input_size": 16,
+                "batch_size": 8,
+                "bootstrap": 10,
+                "max_folds": 1,
+                "save_checkpoints": False,
+                "executor": {"kind": "inline", "threads_per_fold": 1},
+            },
+        }
+        data = synthetic_data_section(synthetic_root)
+        return write_config(tmp_path, {"study": "syn", "data": data, "stages": stages})
+
+    _invoke("benchmark", str(config("minmax")))
+    run_dir = tmp_path / "runs" / "syn"
+    flows_minmax = pd.read_csv(run_dir / "flow" / "flows.csv")
+    log = _invoke("benchmark", str(config("none")))
+    assert "stage flow: running: changed: config.normalise" in log
+    assert "stage benchmark: running: changed: inputs.flows" in log
+    assert "the content of the input images" in log
+    flows_none = pd.read_csv(run_dir / "flow" / "flows.csv")
+    assert (flows_none["flow_sha256"] != flows_minmax["flow_sha256"]).all()
+
+    # normalise: none keeps pixels: the benchmark input is not clamped to [0, 1]
+    samples = pd.read_parquet(run_dir / "database" / "samples.parquet")
+    samples = samples.drop(columns=["flow_path", "flow_sha256", "flow_side"]).merge(
+        flows_none[["dataset", "subject", "filename", "flow_path", "flow_sha256"]],
+        on=["dataset", "subject", "filename"],
+    )
+    inputs = load_inputs(samples, "flow", 16, tmp_path / "inputs")
+    raw = np.stack([np.load(p) for p in samples["flow_path"]])
+    assert inputs.max() > 1.0 and np.allclose(inputs, raw)
+
+
+def test_replaced_flow_file_is_read_again(tmp_path: Path):
+    """The input cache is keyed by content, not by path."""
+    path = tmp_path / "f.npy"
+    np.save(path, np.full((3, 8, 8), 0.25, np.float32))
+    samples = pd.DataFrame(
+        {"dataset": ["casme2"], "subject": ["sub01"], "filename": ["a"], "flow_path": [str(path)]}
+    )
+    first = load_inputs(samples, "flow", 8, tmp_path / "cache")
+    np.save(path, np.full((3, 8, 8), -2.0, np.float32))  # same path, same size
+    second = load_inputs(samples, "flow", 8, tmp_path / "cache")
+    assert first.max() == pytest.approx(0.25) and second.max() == pytest.approx(-2.0)
+
+
+def test_atomic_writes_leave_no_half_file(tmp_path: Path):
+    target = tmp_path / "table.csv"
+    write_text_atomic(target, "old\n")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed mid-write")
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["table.csv"]
+    # two writers get two temporary names
+    with atomic_path(target) as a, atomic_path(target) as b:
+        assert a != b
+        a.write_text("a")
+        b.write_text("b")
+    assert target.read_text() in ("a", "b")
+    (tmp_path / ".table.csv.x1.tmp.csv").write_text("left by a kill")
+    assert remove_stale_temporaries(tmp_path) == 1
+
+
+def test_digest_cache_reads_a_file_once_and_sees_replacements(tmp_path: Path):
+    path = tmp_path / "image.png"
+    path.write_bytes(b"one")
+    store = tmp_path / "digests.json"
+    cache = DigestCache(store)
+    first = cache.digest(path)
+    cache.save()
+    assert DigestCache(store).digest(path) == first
+    stat = path.stat()
+    path.write_bytes(b"two")  # same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # and the old mtime
+    assert DigestCache(store).digest(path) != first

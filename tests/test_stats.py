@@ -1,0 +1,379 @@
+"""The statistics layer (issue 16): units, families, detectable effects, and its validation.
+
+The moved tests of the four former resampling implementations live here, beside
+checks of the layer itself on synthetic data with subject random effects: with no
+effect the tests reject at about the nominal 5 %, and with an effect equal to the
+minimum detectable effect they reject about 80 % of the time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import f1_score, recall_score
+from statsmodels.stats.multitest import multipletests
+
+from ethnicmer.evaluation.decoding import decoding_scores
+from ethnicmer.explain.attribution import attribute
+from ethnicmer.stats.classification import (
+    macro_f1_from_counts,
+    paired_comparison,
+    score_interval,
+    subject_confusions,
+    uar_from_counts,
+)
+from ethnicmer.stats.effects import observations, recognition_effects
+from ethnicmer.stats.fairness import fairlearn_check, fairness_table
+from ethnicmer.stats.groups import compare_groups, stratified_effect
+from ethnicmer.stats.multiple import add_family, adjust
+from ethnicmer.stats.power import minimum_detectable_effect
+from ethnicmer.stats.resampling import (
+    bootstrap_weights,
+    p_value,
+    permuted_labels,
+    seed_weights,
+    subjects_of,
+)
+
+# --- resampling primitives -------------------------------------------------------------
+
+
+def test_bootstrap_keeps_each_stratum_size_and_is_seeded():
+    subjects = subjects_of(
+        np.repeat([f"s{i}" for i in range(10)], 3), np.repeat([0] * 4 + [1] * 6, 3)
+    )
+    weights = bootstrap_weights(subjects, 200, seed=3)
+    assert weights.shape == (200, 10)
+    assert (weights[:, :4].sum(axis=1) == 4).all() and (weights[:, 4:].sum(axis=1) == 6).all()
+    np.testing.assert_array_equal(weights, bootstrap_weights(subjects, 200, seed=3))
+    assert not np.array_equal(weights, bootstrap_weights(subjects, 200, seed=4))
+    seeds = seed_weights(3, 50, seed=0)
+    assert np.allclose(seeds.sum(axis=1), 1) and seed_weights(1, 5, 0).tolist() == [[1.0]] * 5
+
+
+def test_permutations_stay_within_strata_and_p_has_the_plus_one():
+    labels = np.array(["a", "a", "b", "b", "a", "b"])
+    strata = np.array([0, 0, 0, 1, 1, 1])
+    shuffled = permuted_labels(labels, strata, 100, seed=0)
+    for row in shuffled:
+        assert sorted(row[:3]) == ["a", "a", "b"] and sorted(row[3:]) == ["a", "b", "b"]
+    assert p_value(5.0, np.zeros(99)) == pytest.approx(0.01)
+    assert p_value(0.0, np.zeros(99)) == 1.0
+    assert p_value(1.0, np.array([2.0, -2.0, 0.0]), "greater") == pytest.approx(0.5)
+
+
+def test_subject_weighted_by_strata_error():
+    with pytest.raises(ValueError, match="lies in strata"):
+        subjects_of(np.array(["s1", "s1"]), np.array(["casme2", "samm"]))
+
+
+# --- classification scores from confusion counts ---------------------------------------------
+
+
+def test_counts_give_sklearns_macro_f1_and_uar():
+    rng = np.random.default_rng(0)
+    y, p = rng.integers(0, 3, 300), rng.integers(0, 3, 300)
+    subjects = subjects_of(np.repeat(np.arange(30), 10).astype(str))
+    total = subject_confusions(y, p, subjects, 3).sum(axis=0)
+    assert macro_f1_from_counts(total) == pytest.approx(f1_score(y, p, average="macro"))
+    assert uar_from_counts(total) == pytest.approx(recall_score(y, p, average="macro"))
+    absent = subject_confusions(
+        np.array([0, 1]), np.array([0, 2]), subjects_of(np.array(["a", "b"])), 3
+    )
+    assert macro_f1_from_counts(absent.sum(axis=0)) == pytest.approx(0.5)  # Surprise absent
+
+
+def test_interval_brackets_the_estimate():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 300)
+    p = np.where(rng.random(300) < 0.7, y, rng.integers(0, 3, 300))
+    subjects = subjects_of(np.repeat(np.arange(30), 10).astype(str))
+    interval = score_interval(y, p[None], subjects, 3, 300, seed=0)
+    assert interval.low < f1_score(y, p, average="macro") < interval.high
+    assert interval.high - interval.low < 0.3 and interval.se > 0
+
+
+def test_paired_comparison():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 3, 400)
+    subjects = subjects_of(np.repeat(np.arange(40), 10).astype(str))
+    good = np.where(rng.random(400) < 0.9, y, rng.integers(0, 3, 400))
+    bad = np.where(rng.random(400) < 0.3, y, rng.integers(0, 3, 400))
+    same = paired_comparison(y, good[None], good[None], subjects, 3, 200, seed=0)
+    assert same.difference == 0 and same.p_value == 1.0
+    clear = paired_comparison(y, good[None], bad[None], subjects, 3, 200, seed=0)
+    assert clear.difference > 0.3 and clear.ci_low > 0 and clear.p_value < 0.01
+    assert clear.mde == pytest.approx(minimum_detectable_effect(clear.se))
+    two_seeds = paired_comparison(
+        y, np.stack([good, good]), np.stack([bad, good]), subjects, 3, 100, 0
+    )
+    assert two_seeds.n_seeds == 2 and two_seeds.difference == pytest.approx(clear.difference / 2)
+    assert two_seeds.seed_differences[1] == 0
+
+
+def test_minimum_detectable_effect_factor():
+    assert minimum_detectable_effect(1.0) == pytest.approx(1.959964 + 0.841621, abs=1e-5)
+
+
+# --- families -----------------------------------------------------------------------
+
+
+def test_families_adjust_within_themselves():
+    p = np.array([0.01, 0.02, 0.04, np.nan])
+    np.testing.assert_allclose(
+        adjust(p, "confirmatory")[:3], multipletests(p[:3], method="holm")[1]
+    )
+    np.testing.assert_allclose(
+        adjust(p, "exploratory")[:3], multipletests(p[:3], method="fdr_bh")[1]
+    )
+    assert np.isnan(adjust(p, "confirmatory")[3])
+    table = pd.DataFrame({"p": [0.01, 0.02, 0.03, 0.5]})
+    table = add_family(
+        table,
+        "p",
+        pd.Series(["A", "A", "B", "B"]),
+        pd.Series(["confirmatory"] * 2 + ["exploratory"] * 2),
+    )
+    assert table["family_size"].tolist() == [2, 2, 2, 2]
+    assert table["p_adjusted"].tolist() == pytest.approx([0.02, 0.02, 0.06, 0.5])
+    with pytest.raises(ValueError, match="mixes kinds"):
+        add_family(table, "p", "X", pd.Series(["confirmatory", "exploratory"] * 2))
+
+
+# --- groups of subjects (moved from test_activation_maps) -----------------------------------
+
+
+def test_compare_groups_uses_subjects_as_the_unit() -> None:
+    rng = np.random.default_rng(1)
+    rows = [
+        (f"s{s}", "A" if s < 8 else "B", rng.normal(1.0 if s < 8 else 0.0, 0.3))
+        for s in range(16)
+        for _ in range(5)
+    ]
+    frame = pd.DataFrame(rows, columns=["subject_id", "group", "value"])
+    result = compare_groups(frame, "A", "B", 2000, 1000, 0)
+    assert result["subjects_a"] == 8 and result["samples_a"] == 40
+    assert result["p_permutation"] < 0.01 and result["ci_low"] > 0.5
+    assert result["mde"] == pytest.approx(minimum_detectable_effect(result["se"]))
+    frame["value"] = rng.normal(0, 1, len(frame))
+    assert compare_groups(frame, "A", "B", 2000, 1000, 0)["p_permutation"] > 0.05
+    small = frame[frame["subject_id"].isin(["s0", "s8", "s9"])]
+    assert "not tested" in compare_groups(small, "A", "B", 200, 200, 0)["note"]
+
+
+def _crossed(effect_of: str, seed: int = 0) -> pd.DataFrame:
+    """24 subjects, both groups in both datasets; a shift of 1 follows ``effect_of``."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(24):
+        dataset, group = ("casme2" if s < 12 else "samm"), ("Asian" if s % 2 else "Non-Asian")
+        shift = {"ethnicity": group == "Asian", "dataset": dataset == "casme2"}.get(effect_of, 0)
+        for _ in range(3):
+            rows.append((dataset, f"s{s}", group, "Surprise", rng.normal(float(shift), 0.4)))
+    return pd.DataFrame(rows, columns=["dataset", "subject", "ethnicity", "label", "m"])
+
+
+@pytest.mark.parametrize("effect_of", ["ethnicity", "dataset", "nothing"])
+def test_attribution_names_the_variable_that_carries_the_effect(effect_of: str) -> None:
+    table = attribute(_crossed(effect_of), ["m"], "label", 2000, 0, 0.05, bootstrap=200)
+    row = table.iloc[0]
+    assert row["ethnicity_strata"] == "casme2,samm" and row["dataset_strata"] == "Asian,Non-Asian"
+    assert row["attribution"] == {"nothing": "neither"}.get(effect_of, effect_of)
+    if effect_of == "ethnicity":
+        assert row["ethnicity_effect"] == pytest.approx(1.0, abs=0.3)
+    if effect_of == "dataset":
+        assert row["dataset_effect"] == pytest.approx(1.0, abs=0.3)
+    assert row["ethnicity_mde"] > 0 and row["dataset_mde"] > 0
+
+
+def test_attribution_on_the_real_layout_says_what_cannot_be_separated() -> None:
+    # CASME II holds Asian subjects only: ethnicity varies within SAMM alone
+    frame = _crossed("dataset")
+    frame = frame[~((frame["dataset"] == "casme2") & (frame["ethnicity"] == "Non-Asian"))]
+    row = attribute(frame, ["m"], "label", 2000, 0, 0.05).iloc[0]
+    assert row["ethnicity_strata"] == "samm" and row["dataset_strata"] == "Asian"
+    assert row["attribution"] == "dataset"
+    one_dataset = frame[frame["dataset"] == "casme2"]
+    assert attribute(one_dataset, ["m"], "label", 200, 0, 0.05).empty
+    verdict = stratified_effect(
+        frame[frame["ethnicity"] == "Asian"].assign(subject_id=lambda f: f["subject"], value=1.0),
+        "ethnicity",
+        "dataset",
+        "Asian",
+        "Non-Asian",
+        100,
+        0,
+    )
+    assert np.isnan(verdict["effect"]) and "not separable" in verdict["note"]
+
+
+def test_context_decoding_is_tested_over_subjects():
+    rng = np.random.default_rng(0)
+    rows = []
+    for s in range(16):
+        label = s % 2
+        for _ in range(4):
+            rows.append((f"s{s}", label, label if rng.random() < 0.9 else 1 - label))
+    frame = pd.DataFrame(rows, columns=["subject_id", "context_true", "context_pred"])
+    decoded = decoding_scores(frame, 500, 0)
+    assert decoded["balanced_accuracy"] > 0.8 and decoded["p_permutation"] < 0.01
+    frame["context_pred"] = rng.integers(0, 2, len(frame))
+    assert decoding_scores(frame, 500, 0)["p_permutation"] > 0.05
+    one_class = frame[frame["context_true"] == 0]
+    assert "one class" in decoding_scores(one_class, 10, 0)["note"]
+
+
+# --- fairness and effects -------------------------------------------------------------------
+
+
+def _predictions(n_subjects: int, seeds: int, rng: np.random.Generator, group_effect: float = 0.0):
+    """Synthetic predictions with subject random effects: two rows, two datasets, two groups."""
+    rows = []
+    for s in range(n_subjects):
+        dataset = "casme2" if s < n_subjects // 2 else "samm"
+        group = "Asian" if (dataset == "casme2" or s % 2) else "Non-Asian"
+        ability = rng.normal(0.0, 0.8)
+        for k in range(6):
+            truth = int(rng.integers(0, 3))
+            for model in ("a", "b"):
+                for seed in range(seeds):
+                    logit = 0.5 + ability + (group_effect if group == "Non-Asian" else 0.0)
+                    correct = rng.random() < 1 / (1 + np.exp(-logit))
+                    pred = truth if correct else int((truth + 1 + rng.integers(0, 2)) % 3)
+                    logits = np.full(3, -1.0)
+                    logits[pred] = 1.0
+                    rows.append(
+                        {
+                            "model": model,
+                            "seed": seed,
+                            "dataset": dataset,
+                            "subject": f"{s:03d}",
+                            "filename": f"f{k}",
+                            "y_true": truth,
+                            "y_pred": pred,
+                            **{f"logit_{j}": logits[j] for j in range(3)},
+                            "ethnicity": group,
+                            "label": ["Negative", "Positive", "Surprise"][truth],
+                        }
+                    )
+    frame = pd.DataFrame(rows)
+    samples = frame.drop_duplicates(["dataset", "subject", "filename"])[
+        ["dataset", "subject", "filename", "ethnicity", "label"]
+    ]
+    return frame.drop(columns=["ethnicity", "label"]), samples
+
+
+def test_fairness_gaps_match_fairlearn():
+    rng = np.random.default_rng(5)
+    predictions, samples = _predictions(24, 1, rng)
+    part = predictions[predictions["model"] == "a"].merge(
+        samples, on=["dataset", "subject", "filename"]
+    )
+    ids = (part["dataset"] + "/" + part["subject"]).to_numpy()
+    table = fairness_table(
+        part["y_true"].to_numpy(),
+        part["y_pred"].to_numpy()[None],
+        ids,
+        part["ethnicity"].to_numpy(),
+        ["Negative", "Positive", "Surprise"],
+        200,
+        0,
+    )
+    check = fairlearn_check(
+        part["y_true"], part["y_pred"], part["ethnicity"], ["Negative", "Positive", "Surprise"]
+    )
+    gaps = table[table["group"] == "(gap)"].set_index(["metric", "class"])["value"]
+    for key, value in check.items():
+        metric, name = key.rsplit("_", 1)
+        assert gaps[(metric, name)] == pytest.approx(value), key
+    intervals = table.dropna(subset=["ci_low"])
+    assert (
+        (intervals["ci_low"] <= intervals["value"] + 1e-9)
+        & (intervals["value"] <= intervals["ci_high"] + 1e-9)
+    ).mean() > 0.9
+
+
+def test_effects_say_what_the_design_cannot_estimate():
+    rng = np.random.default_rng(6)
+    predictions, samples = _predictions(24, 2, rng)
+    effects = recognition_effects(
+        observations(predictions, samples), [("b", "a")], ("Asian", "Non-Asian")
+    )
+    eth = effects[
+        (effects["effect"] == "ethnicity within dataset") & (effects["outcome"] == "correct")
+    ].iloc[0]
+    assert eth["strata"] == "samm" and 0 < eth["estimate"] and eth["mde"] > 1
+    # every CASME II subject Asian and every SAMM subject Non-Asian: not separable
+    separated = samples.assign(
+        ethnicity=np.where(samples["dataset"] == "casme2", "Asian", "Non-Asian")
+    )
+    effects = recognition_effects(
+        observations(predictions, separated), [("b", "a")], ("Asian", "Non-Asian")
+    )
+    eth = effects[
+        (effects["effect"] == "ethnicity within dataset") & (effects["outcome"] == "correct")
+    ].iloc[0]
+    assert "not estimable" in eth["note"] and np.isnan(eth["estimate"])
+    interaction = effects[effects["effect"] == "row × ethnicity"].iloc[0]
+    assert "not estimable" in interaction["note"]
+
+
+# --- validation: type-I error and power on synthetic data with subject effects ---------------
+
+REPLICATES = 500
+
+
+def _subject_values(rng: np.random.Generator, shift: float) -> pd.DataFrame:
+    """20 + 20 subjects with 4 samples each, subject random effect sd 1, noise sd 1."""
+    rows = []
+    for s in range(40):
+        group = "A" if s < 20 else "B"
+        centre = rng.normal(shift if group == "A" else 0.0, 1.0)
+        rows += [(f"s{s}", group, centre + rng.normal(0, 1.0)) for _ in range(4)]
+    return pd.DataFrame(rows, columns=["subject_id", "group", "value"])
+
+
+def test_group_test_holds_its_level_and_power_matches_the_mde():
+    rng = np.random.default_rng(11)
+    null = [
+        compare_groups(_subject_values(rng, 0.0), "A", "B", 199, 199, i) for i in range(REPLICATES)
+    ]
+    rejected = np.mean([r["p_permutation"] < 0.05 for r in null])
+    assert rejected <= 0.06 + 0.02, rejected  # 500 replicates: 2 binomial SE around 5 %
+    mde = float(np.median([r["mde"] for r in null]))
+    planted = [
+        compare_groups(_subject_values(rng, mde), "A", "B", 199, 199, i)
+        for i in range(REPLICATES // 2)
+    ]
+    power = np.mean([r["p_permutation"] < 0.05 for r in planted])
+    assert abs(power - 0.80) <= 0.10, (power, mde)
+
+
+def test_paired_comparison_holds_its_level_with_subject_effects():
+    rng = np.random.default_rng(12)
+    subjects = subjects_of(np.repeat(np.arange(30), 8).astype(str))
+    rejected = []
+    for i in range(REPLICATES):
+        ability = np.repeat(rng.normal(0.8, 0.8, 30), 8)
+        y = rng.integers(0, 3, 240)
+        preds = []
+        for _ in range(2):  # two exchangeable configurations, two seeds each
+            correct = rng.random((2, 240)) < 1 / (1 + np.exp(-ability))
+            preds.append(np.where(correct, y, (y + 1 + rng.integers(0, 2, (2, 240))) % 3))
+        result = paired_comparison(y, preds[0], preds[1], subjects, 3, 199, i)
+        rejected.append(result.p_value < 0.05)
+    assert np.mean(rejected) <= 0.08, np.mean(rejected)
+
+
+def test_gee_holds_its_level_with_subject_effects():
+    rng = np.random.default_rng(13)
+    rejected = []
+    for _ in range(120):
+        predictions, samples = _predictions(24, 1, rng)
+        effects = recognition_effects(
+            observations(predictions, samples), [], ("Asian", "Non-Asian"), outcomes=("correct",)
+        )
+        eth = effects[effects["effect"] == "ethnicity within dataset"].iloc[0]
+        rejected.append(eth["p"] < 0.05)
+    assert np.mean(rejected) <= 0.10, np.mean(rejected)  # 120 replicates: see benchmarks/ for 500
