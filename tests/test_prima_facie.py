@@ -134,7 +134,7 @@ def test_real_prima_facie_two_draws(real_data: Path, tmp_path: Path):
         "study": "pf-real",
         "data": {"sources": [{"kind": "megc2019_flow", "root": str(real_data / "megc2019-flow")}]},
         "stages": {
-            "prima_facie": {"draws": 2, "n_estimators": 50, "permutations": 2, "null_draws": 1}
+            "prima_facie": {"draws": 2, "n_estimators": 50, "permutations": 1, "null_draws": 1}
         },
     }
     result = runner.invoke(app, ["prima-facie", str(write_config(tmp_path, payload)), "--json"])
@@ -153,7 +153,7 @@ def test_real_prima_facie_within_samm(real_data: Path, tmp_path: Path):
             "prima_facie": {
                 "draws": 2,
                 "n_estimators": 50,
-                "permutations": 2,
+                "permutations": 1,
                 "null_draws": 1,
                 "transfer": False,
                 "matched_dataset": "samm",

@@ -79,10 +79,12 @@ def test_sigkill_during_the_benchmark_then_resume(tiny_megc: Path, tmp_path: Pat
     kill_after = random.Random(os.environ.get("PYTEST_SEED", time.time_ns())).randint(1, 10)
     print(f"killing after {kill_after} of 12 finished folds")
     _kill_when(killed, lambda: len(list(folds.rglob("folds/*.csv"))) >= kill_after)
-    finished = len(list(folds.rglob("folds/*.csv")))
-    assert kill_after <= finished < 12
+    done = {p: p.stat().st_mtime_ns for p in folds.rglob("folds/*.csv")}
+    assert kill_after <= len(done) < 12
     assert not (tmp_path / "b" / "runs" / "tiny" / "benchmark" / "manifest.json").exists()
     _run_in_process(killed)
+    # the folds finished before the kill were kept, not trained again
+    assert all(p.stat().st_mtime_ns == t for p, t in done.items())
     pd.testing.assert_frame_equal(
         _predictions(tmp_path / "a" / "runs" / "tiny"),
         _predictions(tmp_path / "b" / "runs" / "tiny"),

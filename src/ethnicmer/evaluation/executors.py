@@ -9,6 +9,7 @@ same ``threads_per_fold``; thread count changes float summation order).
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
@@ -44,7 +45,11 @@ def _inline(tasks: Sequence[FoldTask], fn: Callable[[FoldTask], Any], label: str
 
 
 def _process_pool(
-    tasks: Sequence[FoldTask], fn: Callable[[FoldTask], Any], workers: int, label: str
+    tasks: Sequence[FoldTask],
+    fn: Callable[[FoldTask], Any],
+    workers: int,
+    label: str,
+    threads: int = 1,
 ) -> list[Any]:
     """Folds in a local process pool; the first failure cancels every queued fold.
 
@@ -54,7 +59,9 @@ def _process_pool(
     """
     context = multiprocessing.get_context("spawn")
     results = []
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_limit_threads, initargs=(threads,)
+    )
     futures = {pool.submit(fn, task): task for task in tasks}
     try:
         for future in progress(as_completed(futures), label, total=len(futures)):
@@ -112,10 +119,30 @@ def _ray(
 
 
 def default_threads(cfg: ExecutorConfig) -> int:
-    """torch threads per fold: the setting, else all cores inline and 1 in pools."""
+    """torch threads per fold: the setting, else all cores inline and 1 in pools (and auto)."""
     if cfg.threads_per_fold is not None:
         return cfg.threads_per_fold
     return (multiprocessing.cpu_count() or 1) if cfg.kind == "inline" else 1
+
+
+def resolve(cfg: ExecutorConfig, n_tasks: int) -> ExecutorConfig:
+    """``auto`` → a process pool of one worker per core (at most one per task), one
+    torch thread each; inline with one thread on a single core or for a single task."""
+    if cfg.kind != "auto":
+        return cfg
+    cores = os.cpu_count() or 1
+    threads = default_threads(cfg)
+    if cores < 2 or n_tasks < 2:
+        return cfg.model_copy(update={"kind": "inline", "threads_per_fold": threads})
+    return cfg.model_copy(
+        update={"kind": "process", "workers": min(cores, n_tasks), "threads_per_fold": threads}
+    )
+
+
+def _limit_threads(threads: int) -> None:
+    """Process-pool initializer: OpenMP/MKL/BLAS use ``threads`` (no oversubscription)."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = str(threads)
 
 
 def execute(
@@ -130,8 +157,9 @@ def execute(
     """
     if not tasks:
         return []
+    cfg = resolve(cfg, len(tasks))
     if cfg.kind == "inline":
         return _inline(tasks, run_fold, label)
     if cfg.kind == "process":
-        return _process_pool(tasks, run_fold, cfg.workers, label)
+        return _process_pool(tasks, run_fold, cfg.workers, label, default_threads(cfg))
     return _ray(tasks, run_fold, cfg, default_threads(cfg), label)

@@ -74,6 +74,29 @@ def _within(frame: pd.DataFrame, factor: str, stratum: str) -> list[str]:
     return out
 
 
+def _informative(frame: pd.DataFrame, outcome: str) -> tuple[pd.DataFrame, str]:
+    """Drop emotion classes whose outcome never varies (binomial only).
+
+    A class recognised always (or never) separates the data: its class effect
+    is infinite and the fit fails. Under class fixed effects such samples carry
+    no information about the other terms (as in a conditional logit), so they are
+    left out, and the note says which and how many.
+    """
+    if outcome != "correct":
+        return frame, ""
+    rates = frame.groupby("label")["correct"].agg(["min", "max", "size"])
+    constant = rates[rates["min"] == rates["max"]]
+    if constant.empty:
+        return frame, ""
+    kept = frame[~frame["label"].isin(constant.index)]
+    words = ", ".join(
+        f"{label} ({int(row['size'])} observations, always "
+        f"{'correct' if row['min'] == 1 else 'wrong'})"
+        for label, row in constant.iterrows()
+    )
+    return kept, f"left out as uninformative: {words}"
+
+
 def _fit(frame: pd.DataFrame, formula: str, outcome: str) -> Any:
     import statsmodels.api as sm
     import statsmodels.formula.api as smf
@@ -205,9 +228,9 @@ def recognition_effects(
         adjust = f"C(model) + {adjust}"
     for outcome in outcomes:
         result = None
-        note = ""
+        data, note = _informative(frame, outcome)
         try:
-            result = _fit(frame, adjust, outcome)
+            result = _fit(data, adjust, outcome)
         except Exception as exc:  # statsmodels raises several types on singular designs
             note = f"model did not fit ({type(exc).__name__}: {exc})"
         eth_name = f"{_treatment('ethnicity', group_b)}[T.{group_a}]"
@@ -265,13 +288,13 @@ def recognition_effects(
                 )
             )
         for a, b in pairs:
-            part = frame[frame["model"].isin([a, b])]
+            part, dropped = _informative(frame[frame["model"].isin([a, b])], outcome)
             model_term = _treatment("model", b)
             base = " + ".join(["C(label)", *terms])
             name = f"{model_term}[T.{a}]"
             try:
                 fitted = _fit(part, f"{model_term} + {base}", outcome)
-                values, pair_note = _term(fitted, name, outcome), ""
+                values, pair_note = _term(fitted, name, outcome), dropped
             except Exception as exc:
                 values, pair_note = {}, f"model did not fit ({type(exc).__name__})"
             rows.append(
@@ -302,7 +325,7 @@ def recognition_effects(
                 fitted = _fit(
                     part, f"{model_term} * {_treatment('ethnicity', group_b)} + {base}", outcome
                 )
-                values, pair_note = _term(fitted, interaction, outcome), ""
+                values, pair_note = _term(fitted, interaction, outcome), dropped
             except Exception as exc:
                 values, pair_note = {}, f"model did not fit ({type(exc).__name__})"
             rows.append(

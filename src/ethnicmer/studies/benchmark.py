@@ -27,7 +27,7 @@ import pandas as pd
 from ethnicmer import __version__
 from ethnicmer.config import BenchmarkConfig, ModelConfig, StudyConfig
 from ethnicmer.errors import DiskSpaceError
-from ethnicmer.evaluation.executors import default_threads, execute
+from ethnicmer.evaluation.executors import default_threads, execute, resolve
 from ethnicmer.evaluation.inputs import cached_input_file, input_digest
 from ethnicmer.evaluation.protocols import Fold, context_labels, fold_seed, loso_folds
 from ethnicmer.evaluation.training import FoldTask, TrainSettings, checkpoint_bytes
@@ -151,7 +151,7 @@ def plan_tasks(
     labels = samples["label_id"].to_numpy(dtype=np.int64)
     keys = list(zip(samples["dataset"], samples["subject"], samples["filename"], strict=True))
     threads = default_threads(bench.executor)
-    show_epochs = bench.executor.kind == "inline"
+    show_epochs = bench.executor.kind == "inline"  # an epoch bar only for folds run here
     prepared: dict[tuple[str, int], str] = {}
 
     def input_file(kind: str, size: int) -> str:
@@ -290,7 +290,14 @@ def run_benchmark(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> lis
     tasks = plan_tasks(cfg, samples, folds, out_dir)
     total = len(folds) * len(bench.models) * len(bench.seeds or [cfg.seed])
     done = total - len(tasks)
-    log(f"benchmark: {done} of {total} folds done, {len(tasks)} to run ({bench.executor.kind})")
+    runner = resolve(bench.executor, len(tasks))
+    how = (
+        "in this process" if runner.kind == "inline" else f"{runner.kind}, {runner.workers} workers"
+    )
+    log(
+        f"benchmark: {done} of {total} folds done, {len(tasks)} to run ({how}, "
+        f"{default_threads(runner)} torch thread(s) per fold)"
+    )
     need = check_disk_space(tasks, out_dir)
     if need:
         log(f"benchmark: fold checkpoints will take {need / 1e9:.1f} GB")

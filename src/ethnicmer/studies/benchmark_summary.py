@@ -380,16 +380,27 @@ def _effects(
     pairs: list[tuple[str, str]],
     groups: tuple[str, str],
 ) -> pd.DataFrame:
-    """effects.csv with its families: correctness confirmatory (Holm), log-loss exploratory."""
+    """effects.csv with its families, one per question and outcome.
+
+    Correctness: *ethnicity vs dataset* (the two confound terms) and *row
+    comparisons* (each pair and its row × ethnicity interaction), each confirmatory
+    (Holm) with ≥ 2 seeds and exploratory (BH) with one; log-loss: exploratory.
+    """
     observed = observations(predictions, scored)
     table = recognition_effects(observed, pairs, groups)
     single = observed["seed"].nunique() < 2
-    family = np.where(
-        table["outcome"] == "correct",
-        "recognition effects (GEE)" + (" (single seed)" if single else ""),
-        "log-loss effects (GEE)",
+    question = np.where(
+        table["effect"].isin(["ethnicity within dataset", "dataset within ethnicity"]),
+        "ethnicity vs dataset",
+        "row comparisons",
     )
+    outcome = np.where(table["outcome"] == "correct", "correctness", "log-loss")
+    suffix = " (single seed)" if single else ""
+    family = [f"{q} (GEE, {o}){suffix}" for q, o in zip(question, outcome, strict=True)]
     kind = np.where((table["outcome"] == "correct") & (not single), "confirmatory", "exploratory")
     return add_family(
-        table, "p", pd.Series(family, index=table.index), pd.Series(kind, index=table.index)
+        table,
+        "p",
+        pd.Series(family, index=table.index),
+        pd.Series(kind, index=table.index),
     )
