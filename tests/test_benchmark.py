@@ -248,7 +248,7 @@ def test_real_data_smoke_every_table5_row(
     held_out = samples[
         (samples["dataset"] == "casme2") & samples["subject"].isin(["sub01", "sub02"])
     ]
-    assert len(predictions) == 6 * len(held_out) == 6 * (3 + 9)
+    assert len(predictions) == 4 * len(held_out) == 4 * (3 + 9)
 
 
 def test_full_disk_stops_before_training_and_says_what_to_do(

@@ -71,7 +71,7 @@ def _predictions(run_dir: Path) -> pd.DataFrame:
 
 
 def test_sigkill_during_the_benchmark_then_resume(tiny_megc: Path, tmp_path: Path):
-    models = [MOTION, DUAL]
+    models = [MOTION, DUAL]  # 12 folds: motion-only and dual rows
     reference = tiny_benchmark_config(tmp_path / "a", tiny_megc, models)
     _run_in_process(reference)
     killed = tiny_benchmark_config(tmp_path / "b", tiny_megc, models)
