@@ -161,7 +161,7 @@ def _planted_config(tmp_path: Path, root: Path, precision: str = "float32") -> P
             "benchmark": {
                 "epochs": 5,
                 "input_size": 28,
-                "batch_size": 4,
+                "batch_size": 8,
                 "bootstrap": 20,
                 "executor": {"kind": "auto"},
                 "models": [{"name": "motion"}],

@@ -104,7 +104,8 @@ def test_paired_comparison():
     assert same.difference == 0 and same.p_value == 1.0
     clear = paired_comparison(y, good[None], bad[None], subjects, 3, 200, seed=0)
     assert clear.difference > 0.3 and clear.ci_low > 0 and clear.p_value < 0.01
-    assert clear.mde == pytest.approx(minimum_detectable_effect(clear.se))
+    # the MDE is the swap test's own sensitivity (its null spread), well below this gap
+    assert 0 < clear.mde < clear.difference and same.mde == 0
     two_seeds = paired_comparison(
         y, np.stack([good, good]), np.stack([bad, good]), subjects, 3, 100, 0
     )
@@ -114,6 +115,9 @@ def test_paired_comparison():
 
 def test_minimum_detectable_effect_factor():
     assert minimum_detectable_effect(1.0) == pytest.approx(1.959964 + 0.841621, abs=1e-5)
+    # few subjects: t quantiles (22 degrees of freedom: 2.074 + 0.858)
+    assert minimum_detectable_effect(1.0, df=22) == pytest.approx(2.0739 + 0.8583, abs=1e-3)
+    assert np.isnan(minimum_detectable_effect(1.0, df=0))
 
 
 # --- families -----------------------------------------------------------------------
@@ -155,7 +159,11 @@ def test_compare_groups_uses_subjects_as_the_unit() -> None:
     result = compare_groups(frame, "A", "B", 2000, 1000, 0)
     assert result["subjects_a"] == 8 and result["samples_a"] == 40
     assert result["p_permutation"] < 0.01 and result["ci_low"] > 0.5
-    assert result["mde"] == pytest.approx(minimum_detectable_effect(result["se"]))
+    # the MDE: analytic SE of the difference of subject means, t quantiles (14 df)
+    means = frame.groupby(["subject_id", "group"])["value"].mean().groupby("group")
+    se = float(np.sqrt((means.var() / means.count()).sum()))
+    assert result["mde"] == pytest.approx(minimum_detectable_effect(se, df=14))
+    assert result["se"] == pytest.approx(se, rel=0.15)  # the bootstrap's, for the interval
     frame["value"] = rng.normal(0, 1, len(frame))
     assert compare_groups(frame, "A", "B", 2000, 1000, 0)["p_permutation"] > 0.05
     small = frame[frame["subject_id"].isin(["s0", "s8", "s9"])]

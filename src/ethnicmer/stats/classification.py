@@ -151,7 +151,9 @@ class PairedComparison:
         se: its bootstrap standard error.
         p_value: two-sided randomisation p: A and B swapped per subject (all seeds
             of a subject together), ``(1 + #|Δ*| ≥ |Δ|) / (1 + B)``.
-        mde: the smallest |difference| this test detects with 80 % power at α 0.05.
+        mde: the smallest |difference| this test detects with 80 % power at α 0.05
+            (subject-bootstrap SE with the seeds held fixed, as the swap test holds
+            them; t quantiles at subjects − 1 df).
         seed_differences: ``(S,)`` the difference of each seed's own scores.
     """
 
@@ -206,6 +208,9 @@ def paired_comparison(
     draws = _resampled(conf_a, weights, seeds, score) - _resampled(conf_b, weights, seeds, score)
     low, high = percentile_interval(draws)
     se = standard_error(draws)
+    # the MDE of the swap test, which holds the seeds fixed: subjects resampled only
+    fixed = np.full((resamples, len(preds_a)), 1.0 / len(preds_a))
+    held = _resampled(conf_a, weights, fixed, score) - _resampled(conf_b, weights, fixed, score)
     swaps = random_swaps(subjects.count, resamples, seed).astype(float)
     null = np.zeros(resamples)
     for s in range(len(preds_a)):
@@ -220,6 +225,6 @@ def paired_comparison(
         high,
         se,
         p_value(difference, null),
-        minimum_detectable_effect(se),
+        minimum_detectable_effect(standard_error(held), df=subjects.count - 1),
         per_seed_a - per_seed_b,
     )

@@ -107,12 +107,22 @@ def compare_groups(
         ci_low=low,
         ci_high=high,
         se=se,
-        mde=minimum_detectable_effect(se),
+        mde=minimum_detectable_effect(_difference_se(v, is_a), df=len(v) - 2),
         p_permutation=p_value(observed, null),
         cohens_d=cohens_d(v[is_a], v[~is_a]),
         note="",
     )
     return out
+
+
+def _difference_se(values: np.ndarray, is_a: np.ndarray) -> float:
+    """Standard error of mean(A) − mean(B) over subjects, ``sqrt(s²_A/n_A + s²_B/n_B)``.
+
+    The MDE's scale: unlike the permutation null's spread it does not grow with the
+    effect itself, and unlike the bootstrap's it is not biased low by (n − 1)/n.
+    """
+    a, b = values[is_a], values[~is_a]
+    return float(np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
 
 
 def _stratified(
@@ -218,7 +228,17 @@ def stratified_effect(
         "se": se,
         "ci_low": low,
         "ci_high": high,
-        "mde": minimum_detectable_effect(se),
+        "mde": minimum_detectable_effect(
+            float(
+                np.sqrt(
+                    sum(
+                        w**2 * _difference_se(v[i], is_a[i]) ** 2
+                        for w, i in zip(weights_mh, strata, strict=True)
+                    )
+                )
+            ),
+            df=len(members) - 2 * len(strata),
+        ),
         "subjects_a": int(is_a[members].sum()),
         "subjects_b": int((~is_a[members]).sum()),
         "strata_used": ",".join(used),

@@ -2,10 +2,17 @@
 significant" can be read: no effect, or too few subjects?
 
 For a statistic whose sampling distribution is close to normal with standard
-error ``se`` (here: the bootstrap standard error over subjects and seeds), a
-two-sided test at level α detects a true effect δ with power 1 − β when
-``|δ| ≥ (z_{1−α/2} + z_{1−β}) · se``; at α 0.05 and 80 % power the factor is
-2.80. The approximation is checked by simulation in ``tests/test_stats.py`` and
+error ``se``, a two-sided test at level α detects a true effect δ with power
+1 − β when ``|δ| ≥ (z_{1−α/2} + z_{1−β}) · se``; at α 0.05 and 80 % power the
+factor is 2.80. With few subjects the test behaves like a t test: given ``df``
+the factor uses t quantiles (2.93 at 22 degrees of freedom).
+
+``se`` is the spread of the statistic *that the test uses*: the standard
+deviation of the permutation (or swap) null for the permutation tests, the
+robust standard error for the GEE Wald tests. (The two-level bootstrap over seeds
+and subjects, used for the intervals, counts sample noise twice when seeds differ
+only by sample-level noise and overstated the paired test's MDE by ~1.4×.)
+The approximation is checked by simulation in ``tests/test_stats.py`` and
 ``benchmarks/stats_validation.py`` (type-I error and power of the tests this
 package runs, on synthetic data with subject random effects).
 """
@@ -18,14 +25,24 @@ ALPHA = 0.05
 POWER = 0.80
 
 
-def minimum_detectable_effect(se: float, alpha: float = ALPHA, power: float = POWER) -> float:
+def minimum_detectable_effect(
+    se: float, df: float | None = None, alpha: float = ALPHA, power: float = POWER
+) -> float:
     """Smallest |effect| a two-sided test at ``alpha`` detects with ``power``.
 
     Args:
         se: standard error of the effect estimate (same unit as the effect).
+        df: degrees of freedom (e.g. subjects − groups); None for the normal limit.
 
     Returns:
-        ``(z_{1-alpha/2} + z_{power}) * se``; NaN when ``se`` is NaN.
+        ``(q_{1-alpha/2} + q_{power}) * se`` with normal (or t with ``df``)
+        quantiles q; NaN when ``se`` is NaN or ``df`` < 1.
     """
-    normal = NormalDist()
-    return float((normal.inv_cdf(1 - alpha / 2) + normal.inv_cdf(power)) * se)
+    if df is None:
+        normal = NormalDist()
+        return float((normal.inv_cdf(1 - alpha / 2) + normal.inv_cdf(power)) * se)
+    if not df >= 1:
+        return float("nan")
+    from scipy.stats import t
+
+    return float((t.ppf(1 - alpha / 2, df) + t.ppf(power, df)) * se)
