@@ -159,8 +159,9 @@ def test_demo_control_styles_planted_by_dataset_are_not_a_group_effect(
     config["simulate"]["difficulty_by"] = "dataset"
     # by dataset the same planted size (0.5) made SAMM only 0.03 MF1 harder: the model
     # tells SAMM from CASME II and learns each dataset's one style; at 0.8 (SAMM's
-    # motion at a fifth) the difficulty is large enough to be attributed
-    config["simulate"]["difficulty"] = 0.8
+    # motion at a fifth) the GEE's Holm p was 0.07-0.12 on one machine and < 0.05 on
+    # another; at 0.9 (a tenth) SAMM is 0.12 MF1 harder and the log-loss term p 0.007
+    config["simulate"]["difficulty"] = 0.9
     config["stages"].pop("prima_facie")
     config["stages"]["benchmark"]["models"] = config["stages"]["benchmark"]["models"][:1]
     config["stages"]["cam"].update(branches=["emotion"], methods=["integrated_gradients"])
