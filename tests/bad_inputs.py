@@ -596,6 +596,13 @@ def _(ws: Workspace) -> list[str]:
     return ws.build(demographics={"overrides": str(path)})
 
 
+@case("empty lines before a bad row", 2, r"line 5: overrides samm/012 race_code to 0, but line 2")
+def _(ws: Workspace) -> list[str]:
+    # pandas skips empty lines: the message must still name the line an editor shows
+    lines = ["samm,012,race_code,2,looks Asian", "", "", "samm,012,race_code,0,looks White"]
+    return ws.build(demographics={"overrides": str(_overrides(ws, lines))})
+
+
 @case("override without a reason", 2, r"every override needs a reason")
 def _(ws: Workspace) -> list[str]:
     return ws.build(demographics={"overrides": str(_overrides(ws, ["samm,012,race_code,2,"]))})
@@ -641,6 +648,21 @@ def _(ws: Workspace) -> list[str]:
 def _(ws: Workspace) -> list[str]:
     sheet = write_casme2_sheet(ws.root / "casme2.xlsx", ws.megc())
     pd.read_excel(sheet).iloc[1:].to_excel(sheet, index=False)
+    source = {"kind": "megc2019_flow", "root": str(ws.megc()), "casme2_sheet": str(sheet)}
+    return ws.build(sources=[source])
+
+
+@case("export_png with normalise: none", 2, r"export_png .*clipped to 8 bits")
+def _(ws: Workspace) -> list[str]:
+    stages = {"flow": {"normalise": "none", "export_png": True}}
+    return ["db", "build", str(ws.config(stages=stages))]
+
+
+@case("joined sheet lists a sample twice", 2, r"lists a sample twice.*casme2/sub0\d/.* at rows")
+def _(ws: Workspace) -> list[str]:
+    sheet = write_casme2_sheet(ws.root / "casme2.xlsx", ws.megc())
+    table = pd.read_excel(sheet)
+    pd.concat([table, table.iloc[[0]]]).to_excel(sheet, index=False)
     source = {"kind": "megc2019_flow", "root": str(ws.megc()), "casme2_sheet": str(sheet)}
     return ws.build(sources=[source])
 

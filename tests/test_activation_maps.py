@@ -232,21 +232,51 @@ def test_cam_finds_a_planted_difference_and_no_other(tmp_path: Path, planted: bo
     assert len(regions) == 108 and regions["target"].eq(regions["label"]).all()
 
 
-def test_missing_fold_model_is_named(tmp_path: Path) -> None:
+def test_unexplained_samples_stale_and_missing_fold_models(tmp_path: Path) -> None:
     root = _planted_set(tmp_path / "data", True)
     config = _planted_config(tmp_path, root)
     cfg = load_config(config)
-    bench = cfg.stages.benchmark.model_copy(update={"epochs": 1, "max_folds": 2})
-    cfg = cfg.model_copy(update={"stages": cfg.stages.model_copy(update={"benchmark": bench})})
-    stages = planned_stages(cfg)
-    for stage in stages[:-1]:
-        run_stage(stage, cfg)
-    checkpoint = (
-        cfg.run_dir / "benchmark" / "models" / "motion" / "seed-0" / "checkpoints" / "samm_101.pt"
+    inline = cfg.stages.benchmark.executor.model_copy(
+        update={"kind": "inline", "threads_per_fold": 1}
     )
-    checkpoint.unlink()
-    with pytest.raises(ModelError, match=r"samm_101\.pt"):
+    bench = cfg.stages.benchmark.model_copy(
+        update={"epochs": 1, "max_folds": 2, "executor": inline}
+    )
+    cam = cfg.stages.cam.model_copy(
+        update={"permutations": 100, "bootstrap": 100, "methods": ["gradcam"]}
+    )
+    stages = cfg.stages.model_copy(update={"benchmark": bench, "cam": cam})
+    # group names of the user's own grouping reach every table (issue 15)
+    grouping = {"White": "East", "Black": "East", "Asian": "West", "Indian": "West"}
+    demographics = cfg.data.demographics.model_copy(
+        update={
+            "grouping": {**grouping, "Others": "West"},
+            "paper_groups": {"Asian": "West", "Non-Asian": "East"},
+        }
+    )
+    data = cfg.data.model_copy(update={"demographics": demographics})
+    cfg = cfg.model_copy(update={"stages": stages, "data": data})
+    stages = planned_stages(cfg)
+    for stage in stages:
+        run_stage(stage, cfg)
+    # samples of the 10 subjects whose folds did not run are not explained: no target
+    regions = pd.read_csv(cfg.run_dir / "cam" / "regions_motion_emotion.csv", dtype=str)
+    explained = regions[regions["target"].notna()]
+    assert set(explained["subject"]) == {"101", "102"} and regions["target"].isna().sum() == 90
+    table5 = pd.read_csv(cfg.run_dir / "benchmark" / "table5.csv")
+    assert {"mf1_West", "mf1_East"} <= set(table5.columns)
+    statistics = pd.read_csv(cfg.run_dir / "cam" / "statistics.csv")
+    assert set(statistics["group_a"]) == {"West"} and set(statistics["group_b"]) == {"East"}
+    model_dir = cfg.run_dir / "benchmark" / "models" / "motion" / "seed-0"
+    # checkpoints trained on other inputs are refused, and the cam stage sees the change
+    spec = json.loads((model_dir / "spec.json").read_text())
+    (model_dir / "spec.json").write_text(json.dumps({**spec, "inputs": {"flow": "other"}}))
+    with pytest.raises(ModelError, match="trained with other inputs"):
         run_stage(stages[-1], cfg)
+    (model_dir / "spec.json").write_text(json.dumps(spec))
+    (model_dir / "checkpoints" / "samm_101.pt").unlink()
+    with pytest.raises(ModelError, match=r"samm_101\.pt"):
+        run_stage(stages[-1], cfg, force=True)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """Optical flow, optical strain, flow images, alignment, cache and the flow stage."""
 
+import json
 from pathlib import Path
 
 import cv2
@@ -11,7 +12,7 @@ from scipy import ndimage
 from typer.testing import CliRunner
 
 import ethnicmer.flow.compute as compute
-from ethnicmer.cli import app
+from ethnicmer.cli import app, studied_summary_file
 from ethnicmer.config import load_config
 from ethnicmer.data.composite import build_composite
 from ethnicmer.errors import ConfigError
@@ -165,6 +166,12 @@ def test_flow_stage_lists_failures_when_lenient(synthetic_root: Path, tmp_path: 
     assert len(failed) > 0 and failed["reason"].str.contains("no face found").all()
     assert failed["reason"].str.contains(r"\.jpg").all()  # names the file
     assert samples_with_flows(cfg).empty
+    # Tables I-III of the samples studied: none remain, every exclusion of both stages listed
+    studied = json.loads((cfg.run_dir / "flow" / "summary.json").read_text())
+    database = json.loads((cfg.run_dir / "database" / "summary.json").read_text())
+    assert studied["totals"]["samples"] == 0 and database["totals"]["samples"] == len(failed)
+    assert studied["totals"]["excluded"] == database["totals"]["excluded"] + len(failed)
+    assert studied_summary_file(cfg) == cfg.run_dir / "flow" / "summary.json"
     strict = load_config(
         write_config(
             tmp_path / "strict", {**payload, "data": synthetic_data_section(synthetic_root)}
@@ -305,3 +312,26 @@ def test_detect_every_frame_option(real_data: Path):
     # one transform keeps the head motion; re-detecting on the apex frame removes most of it
     assert np.median(once.u) > 1.0
     assert abs(np.median(every.u)) < abs(np.median(once.u)) / 2
+
+
+def test_a_crash_stops_the_flow_stage_and_names_the_sample(
+    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A library error is not a bad input: no exclusion, the stage stops naming the sample."""
+    import ethnicmer.flow.stage as flow_stage
+    from ethnicmer.errors import FlowStageError
+
+    def crash(*args: object, **kwargs: object) -> Path:
+        raise RuntimeError("simulated library failure")
+
+    monkeypatch.setattr(flow_stage, "cached_flow", crash)
+    payload = {
+        "study": "s",
+        "data": synthetic_data_section(synthetic_root, on_problem="exclude"),
+        "stages": {"flow": {"align": "none", "workers": 1}},
+    }
+    cfg = load_config(write_config(tmp_path, payload))
+    run_stage(DATABASE, cfg)
+    with pytest.raises(FlowStageError, match=r"crashed on casme2/sub01/.*simulated library"):
+        run_stage(FLOW, cfg)
+    assert not (cfg.run_dir / "flow" / "manifest.json").exists()

@@ -139,7 +139,7 @@ def run(config: ConfigArg, force: ForceOpt = False, json_out: JsonOpt = False) -
             )
         )
     else:
-        _print_summary(cfg)
+        _print_summary(cfg, studied=True)
         if cfg.stages.prima_facie is not None:
             _print_prima_facie(cfg)
         if cfg.stages.benchmark is not None:
@@ -414,8 +414,22 @@ _TITLES = {
 }
 
 
-def _print_summary(cfg: StudyConfig) -> None:
-    summary = json.loads((cfg.run_dir / DATABASE.name / "summary.json").read_text())
+def studied_summary_file(cfg: StudyConfig) -> Path:
+    """Tables I–III of the samples actually studied: the flow stage's summary (after its
+    exclusions) when the study computes flows and it exists, else the database's."""
+    flow = cfg.run_dir / FLOW.name / "summary.json"
+    if cfg.stages.flow is not None and flow.is_file():
+        return flow
+    return cfg.run_dir / DATABASE.name / "summary.json"
+
+
+def _print_summary(cfg: StudyConfig, studied: bool = False) -> None:
+    """Print Tables I–III: of the database, or (``studied``, after ``ethnicmer run``) of
+    the samples that remain after the flow stage's exclusions."""
+    path = studied_summary_file(cfg) if studied else cfg.run_dir / DATABASE.name / "summary.json"
+    summary = json.loads(path.read_text())
+    if path.parent.name == FLOW.name:
+        _out.print("Tables I–III of the samples studied (after the flow stage's exclusions):")
     for name, records in summary["tables"].items():
         table = Table(title=_TITLES.get(name, name), title_justify="left")
         columns = list(records[0]) if records else []

@@ -333,6 +333,16 @@ class FlowStageConfig(_Strict):
     workers: int = Field(default=2, ge=1)
 
     @model_validator(mode="after")
+    def _png_is_minmax(self) -> FlowStageConfig:
+        if self.export_png and self.normalise != "minmax":
+            raise ValueError(
+                "export_png writes the MEGC2019 layout, whose channels are min-max normalised "
+                "to 0..255 per image; with normalise: none the flow in pixels would be clipped "
+                "to 8 bits. Use normalise: minmax with export_png, or export_png: false"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _known_params(self) -> FlowStageConfig:
         from ethnicmer.flow.optical import check_flow_params
 

@@ -31,3 +31,8 @@ class StudyLockedError(EthnicmerError):
 
 class FoldError(EthnicmerError):
     """A LOSO fold failed; the message names the row, seed and held-out subject."""
+
+
+class FlowStageError(EthnicmerError):
+    """Optical flow crashed on a sample for a reason other than its input (a library
+    error); the message names the sample. Finished flow images stay cached."""

@@ -256,10 +256,21 @@ BENCHMARK = _study_stage("benchmark", run_benchmark, _benchmark_inputs)
 
 
 def _cam_inputs(cfg: StudyConfig) -> dict[str, Any]:
+    """The samples, the flow images and the fold specs of the models the maps explain.
+
+    Each row's ``spec.json`` holds the digests of the inputs its checkpoints were
+    trained on, so a re-trained row (or a replaced flow image) re-makes the maps.
+    """
     summary = cfg.run_dir / BENCHMARK.name / "summary.json"
+    models = cfg.run_dir / BENCHMARK.name / "models"
+    specs = {
+        str(path.relative_to(models)): file_digest(path)
+        for path in sorted(models.glob("*/seed-*/spec.json"))
+    }
     return {
-        **_samples_input(cfg),
+        **_benchmark_inputs(cfg),
         "benchmark": file_digest(summary) if summary.is_file() else "missing",
+        "fold_specs": specs,
     }
 
 

@@ -134,12 +134,12 @@ def read_prediction_table(path: Path, dataset: str) -> pd.DataFrame:
     dataset = normalise_dataset(dataset, str(path))
     rows = []
     for index, row in raw.iterrows():
-        where = f"{path}, line {int(index) + 2}"
+        where = f"{path}, line {int(index)}"
         record: dict[str, object] = {
             "dataset": dataset,
             "subject": normalise_subject(dataset, row["Subject"], where),
             "filename": str(row["Filename"]).strip(),
-            "source_row": int(index) + 2,
+            "source_row": int(index),
         }
         cells = [str(row[c]).strip() for c in ("Age", "Gender", "Race")]
         if any(c.lower() == "error" for c in cells):

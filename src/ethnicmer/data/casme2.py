@@ -63,7 +63,7 @@ def read_coding_sheet(
         raise DataError(f"{path}: the coding sheet has no sample rows")
     rows = []
     for index, row in table.iterrows():
-        sheet_row = int(index) + header + 2
+        sheet_row = int(index)
         where = f"{path}, row {sheet_row}"
         filename = cell_text(row["filename"])
         if not filename:

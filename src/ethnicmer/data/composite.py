@@ -172,7 +172,18 @@ def _join_sheets(table: pd.DataFrame, source: MegcFlowSource, ledger: _Ledger) -
         sheets.append(read_samm_sheet(source.samm_sheet))
     if not sheets:
         return table
-    sheet = pd.concat(sheets, ignore_index=True).drop(columns=["source_file", "source_row"])
+    sheet = pd.concat(sheets, ignore_index=True)
+    repeated = sheet[sheet.duplicated(KEY_COLUMNS, keep=False)]
+    if not repeated.empty:
+        listed = "; ".join(
+            f"{format_key(*key)} at rows {sorted(group['source_row'].tolist())}"
+            for key, group in repeated.groupby(KEY_COLUMNS, sort=True)
+        )
+        raise DataError(
+            f"{repeated['source_file'].iloc[0]}: the coding sheet lists a sample twice, so the "
+            f"MEGC rows cannot be joined to one sheet row: {listed}"
+        )
+    sheet = sheet.drop(columns=["source_file", "source_row"])
     joined = table.merge(sheet, on=KEY_COLUMNS, how="left", validate="many_to_one")
     covered = set(sheet["dataset"])
     keep = []
@@ -237,7 +248,7 @@ def _load_corrections(path: Path) -> dict[tuple[str, str, str], tuple[int, str]]
         raise DataError(f"{path}: missing column(s) {missing}; columns found: {list(raw.columns)}")
     corrections = {}
     for index, row in raw.iterrows():
-        where = f"{path}, line {int(index) + 2}"
+        where = f"{path}, line {int(index)}"
         dataset = normalise_dataset(row["dataset"], where)
         key = (
             dataset,

@@ -54,7 +54,7 @@ def load_demographics(path: Path | None = None) -> pd.DataFrame:
     rows = []
     seen: dict[tuple[str, str], int] = {}
     for index, row in raw.iterrows():
-        line = int(index) + 2
+        line = int(index)
         where = f"{path}, line {line}"
         dataset = normalise_dataset(row["dataset"], where)
         subject = normalise_subject(dataset, row["subject"], where)
@@ -113,7 +113,7 @@ def apply_overrides(table: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, pd.D
     log = []
     given: dict[tuple[str, str, str], tuple[int, int]] = {}
     for index, row in raw.iterrows():
-        line = int(index) + 2
+        line = int(index)
         where = f"{path}, line {line}"
         dataset = normalise_dataset(row["dataset"], where)
         subject = normalise_subject(dataset, row["subject"], where)

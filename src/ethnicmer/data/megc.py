@@ -70,7 +70,7 @@ def read_megc_flow_set(root: Path, csv_name: str = CSV_NAME) -> pd.DataFrame:
         raise DataError(f"{path}: the CSV has no sample rows")
     rows = []
     for index, row in table.iterrows():
-        line = int(index) + 2
+        line = int(index)
         where = f"{path}, line {line}"
         dataset = normalise_dataset(row["dataset"], where)
         subject = normalise_subject(dataset, row["subject"], where)

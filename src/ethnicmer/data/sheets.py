@@ -109,8 +109,40 @@ def _check_csv_fields(path: Path) -> None:
                 )
 
 
+def _record_lines(path: Path) -> list[int]:
+    """1-based line on which each non-empty CSV record starts (pandas skips empty lines)."""
+    starts = []
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        line = 1
+        for record in reader:
+            if record:
+                starts.append(line)
+            line = reader.line_num + 1
+    return starts
+
+
+def _number_rows(frame: pd.DataFrame, path: Path, header: int | None) -> pd.DataFrame:
+    """Index ``frame`` by the file line (CSV) or sheet row (Excel) of each data row.
+
+    Messages then name the row a user sees in an editor, also when a CSV has empty
+    lines (which pandas skips) between its records.
+    """
+    first = 1 if header is None else header + 2
+    lines = list(range(first, first + len(frame)))
+    if path.suffix.lower() not in _EXCEL_MAGIC:
+        records = _record_lines(path)[0 if header is None else header + 1 :]
+        if len(records) == len(frame):
+            lines = records
+    frame.index = pd.Index(lines, name="line")
+    return frame
+
+
 def read_table(path: Path, header: int | None = 0) -> pd.DataFrame:
     """Read an ``.xlsx``/``.xls``/``.csv`` file as strings-or-numbers.
+
+    The index of the returned frame is each row's line in the file (CSV) or its row
+    in the sheet (Excel), 1-based, for messages.
 
     Raises:
         DataError: the file is missing, is not what its extension says (a text
@@ -124,12 +156,13 @@ def read_table(path: Path, header: int | None = 0) -> pd.DataFrame:
     try:
         if path.suffix.lower() in _EXCEL_MAGIC:
             _check_excel(path)
-            return pd.read_excel(path, header=header)
+            return _number_rows(pd.read_excel(path, header=header), path, header)
         if header == 0:
             _check_csv_fields(path)
-        return pd.read_csv(
+        frame = pd.read_csv(
             path, header=header, dtype=str, keep_default_na=False, encoding="utf-8-sig"
         )
+        return _number_rows(frame, path, header)
     except DataError:
         raise
     except UnicodeDecodeError as exc:

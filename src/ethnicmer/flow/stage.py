@@ -13,7 +13,7 @@ that the MEGC reader re-imports.
 from __future__ import annotations
 
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import pandas as pd
 
 from ethnicmer.data.megc import APEX_DIR, CSV_NAME, FLOW_DIR
 from ethnicmer.data.subjects import format_key
-from ethnicmer.errors import DataError, EthnicmerError
+from ethnicmer.errors import DataError, EthnicmerError, FlowStageError
 from ethnicmer.flow.compute import FlowSettings, cached_flow, companion_paths, read_gray
 from ethnicmer.flow.image import save_megc_png
 from ethnicmer.io import atomic_path, write_csv_atomic
@@ -30,6 +30,12 @@ from ethnicmer.progress import progress
 
 
 def _one(job: tuple[str, str, FlowSettings, str, str]) -> tuple[str, str]:
+    """``(flow path, "")``, or ``("", reason)`` when the sample's input is at fault.
+
+    Raises:
+        FlowStageError: anything else (a library error, a bug): the run must stop, not
+            list the sample as an exclusion; the message names the sample.
+    """
     import cv2
 
     cv2.setNumThreads(1)
@@ -38,6 +44,30 @@ def _one(job: tuple[str, str, FlowSettings, str, str]) -> tuple[str, str]:
         return str(cached_flow(Path(onset), Path(apex), settings, Path(cache_dir), where)), ""
     except EthnicmerError as exc:
         return "", str(exc)
+    except Exception as exc:
+        raise FlowStageError(
+            f"optical flow crashed on {where}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _run_jobs(
+    jobs: list[tuple[str, str, FlowSettings, str, str]], workers: int
+) -> list[tuple[str, str]]:
+    """Run :func:`_one` over ``jobs`` in order; in a process pool the first crash cancels
+    every queued job (finished flow images stay in the cache, so a re-run resumes)."""
+    if workers <= 1 or len(jobs) <= 1:
+        return [_one(job) for job in progress(jobs, "optical flow")]
+    results: dict[int, tuple[str, str]] = {}
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = {pool.submit(_one, job): i for i, job in enumerate(jobs)}
+        for future in progress(as_completed(futures), "optical flow", total=len(jobs)):
+            results[futures[future]] = future.result()
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return [results[i] for i in range(len(jobs))]
 
 
 def compute_flows(
@@ -68,13 +98,7 @@ def compute_flows(
         )
         for r in todo.itertuples()
     ]
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(
-                progress(pool.map(_one, jobs, chunksize=4), "optical flow", total=len(jobs))
-            )
-    else:
-        results = [_one(job) for job in progress(jobs, "optical flow")]
+    results = _run_jobs(jobs, workers)
     keys = todo[["dataset", "subject", "filename"]].reset_index(drop=True)
     paths = [p for p, _ in results]
     errors = [e for _, e in results]
