@@ -226,6 +226,8 @@ def test_context_decoding_is_tested_over_subjects():
     frame = pd.DataFrame(rows, columns=["subject_id", "context_true", "context_pred"])
     decoded = decoding_scores(frame, 500, 0)
     assert decoded["balanced_accuracy"] > 0.8 and decoded["p_permutation"] < 0.01
+    # detectable rise above chance: 2.49 null SDs; 16 subjects of 4 samples, SD ~0.12
+    assert 0.15 < decoded["mde_over_chance"] < 0.5
     frame["context_pred"] = rng.integers(0, 2, len(frame))
     assert decoding_scores(frame, 500, 0)["p_permutation"] > 0.05
     one_class = frame[frame["context_true"] == 0]
@@ -295,6 +297,21 @@ def test_fairness_gaps_match_fairlearn():
     for key, value in check.items():
         metric, name = key.rsplit("_", 1)
         assert gaps[(metric, name)] == pytest.approx(value), key
+    # the MetricFrame point estimates and the confusion-count path of the bootstrap agree
+    from ethnicmer.stats.fairness import _metrics
+
+    names = sorted(part["ethnicity"].unique())
+    totals = np.zeros((len(names), 3, 3))
+    for h, name in enumerate(names):
+        rows = part[part["ethnicity"] == name]
+        np.add.at(totals[h], (rows["y_true"].to_numpy(), rows["y_pred"].to_numpy()), 1)
+    by_counts = _metrics(totals, ["Negative", "Positive", "Surprise"])
+    indexed = table.set_index(["group", "metric", "class"])["value"]
+    for (kind, metric, name), value in by_counts.items():
+        expected = [float(value)] if kind == "gap" else list(value)
+        keys = ["(gap)"] if kind == "gap" else names
+        for group, number in zip(keys, expected, strict=True):
+            assert indexed[(group, metric, name)] == pytest.approx(number, nan_ok=True)
     intervals = table.dropna(subset=["ci_low"])
     assert (
         (intervals["ci_low"] <= intervals["value"] + 1e-9)
@@ -385,3 +402,64 @@ def test_gee_holds_its_level_with_subject_effects():
         eth = effects[effects["effect"] == "ethnicity within dataset"].iloc[0]
         rejected.append(eth["p"] < 0.05)
     assert np.mean(rejected) <= 0.10, np.mean(rejected)  # 120 replicates: see benchmarks/ for 500
+
+
+def test_a_declared_exploratory_benchmark_labels_every_pair_exploratory():
+    from ethnicmer.studies.comparisons import compare_rows
+
+    rng = np.random.default_rng(8)
+    y = rng.integers(0, 3, size=60)
+    ids = np.repeat([f"d/s{i}" for i in range(12)], 5)
+    subjects = subjects_of(ids, np.repeat([0, 1], 30))
+    matrices = {name: rng.integers(0, 3, size=(3, 60)) for name in ("a", "b", "c")}
+    pairs = [("a", "b"), ("c", "b")]
+    confirmatory = compare_rows(y, matrices, pairs, subjects, 3, 50, 0)
+    assert set(confirmatory["family_kind"]) == {"confirmatory"}
+    assert set(confirmatory["family"]) == {"Table V pairs"}
+    declared = compare_rows(y, matrices, pairs, subjects, 3, 50, 0, exploratory=True)
+    assert set(declared["family_kind"]) == {"exploratory"}
+    assert set(declared["family"]) == {"Table V pairs (exploratory study)"}
+    assert declared["evidence"].str.endswith("exploratory study (benchmark.purpose)").all()
+    np.testing.assert_allclose(declared["p_permutation"], confirmatory["p_permutation"])
+
+
+def test_colour_alone_decodes_a_colour_confound_and_not_after_greyscale(tmp_path):
+    """Group 1's crops are colour, group 0's grey (the MEGC2019 SAMM/CASME II layout)."""
+    from PIL import Image
+
+    from ethnicmer.evaluation.colour import colour_decoding, colour_statistics
+
+    rng = np.random.default_rng(1)
+    rows, labels = [], []
+    for s in range(12):
+        colour = s % 2 == 1
+        for k in range(3):
+            base = rng.integers(60, 200, size=(16, 16, 1)).astype(np.uint8)
+            image = np.repeat(base, 3, axis=2)
+            if colour:  # a warm cast of (almost) the same luminance (ITU-R 601)
+                image[..., 0] += 40
+                image[..., 1] -= 20
+            path = tmp_path / f"s{s}_{k}.png"
+            Image.fromarray(image).save(path)
+            rows.append({"dataset": "d", "subject": f"s{s}", "apex_crop_path": str(path)})
+            labels.append(int(colour))
+    samples = pd.DataFrame(rows)
+    labels = np.array(labels)
+    assert colour_statistics(rows[3]["apex_crop_path"], grey=False)[6] > 0.05  # saturated
+    assert colour_statistics(rows[3]["apex_crop_path"], grey=True)[6] == 0.0  # grey: none
+    raw = colour_decoding(samples, labels, grey=False, permutations=200, seed=0)[0]
+    grey = colour_decoding(samples, labels, grey=True, permutations=200, seed=0)[0]
+    assert raw["balanced_accuracy"] == 1.0 and raw["p_permutation"] < 0.01
+    assert grey["balanced_accuracy"] < 0.8 and grey["p_permutation"] > 0.05
+
+
+def test_coded_au_difference_comes_with_its_detectable_size():
+    from ethnicmer.stats.power import proportion_difference_mde
+
+    # 8 vs 8 subjects: a difference of shares must be large to be detectable
+    assert 0.6 < proportion_difference_mde((0.5, 0.5), (8, 8)) < 0.75
+    assert proportion_difference_mde((0.5, 0.5), (80, 80)) < 0.25
+    assert np.isnan(proportion_difference_mde((0.5, 0.5), (0, 8)))
+    assert proportion_difference_mde((0.0, 0.0), (8, 8)) == proportion_difference_mde(
+        (0.5, 0.5), (8, 8)
+    )

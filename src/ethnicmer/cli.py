@@ -326,9 +326,21 @@ def _print_cam(cfg: StudyConfig) -> None:
     if not claims_file.is_file() or claims_file.stat().st_size < 2:
         return
     claims = pd.read_csv(claims_file)
-    columns = ["claim", "model", "branch", "scope", "difference_expected_direction"]
-    shown = claims[[*columns, "p_permutation", "verdict"]]
-    _out.print("The paper's visual claims (activation maps), all scopes in cam/claims.md:")
+    claims = claims[claims["scope"] == "all"]
+    columns = ["claim", "model", "branch", "method", "difference_expected_direction"]
+    shown = claims[[*columns, "p_permutation", "p_permutation_adjusted", "verdict"]].rename(
+        columns={
+            "difference_expected_direction": "difference (expected direction)",
+            "p_permutation": "p",
+            "p_permutation_adjusted": "Holm p",
+        }
+    )
+    family = claims["family"].iloc[0] if len(claims) else ""
+    _out.print(
+        f"The paper's visual claims over all samples (one confirmatory family, {family!r}, "
+        f"{len(claims)} tests; verdicts on the Holm-adjusted p). Within each dataset: "
+        "cam/claims.md."
+    )
     _out.print(markdown_table(shown, ".3f"))
 
 

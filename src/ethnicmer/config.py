@@ -290,6 +290,12 @@ class BenchmarkConfig(_Strict):
     compare: list[tuple[str, str]] | None = Field(
         default=None, description="pairs (a, b) tested paired; default: every model vs the first"
     )
+    purpose: Literal["confirmatory", "exploratory"] = Field(
+        default="confirmatory",
+        description="exploratory: every test of this benchmark is labelled exploratory "
+        "(Benjamini-Hochberg, family names end in '(exploratory study)'), e.g. a sweep "
+        "whose test folds are test folds of a main study",
+    )
 
     @field_validator("models")
     @classmethod

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ethnicmer.evaluation.protocols import subject_ids
+from ethnicmer.stats.power import minimum_detectable_effect
 from ethnicmer.stats.resampling import p_value, permuted_labels
 
 
@@ -55,7 +56,9 @@ def decoding_scores(frame: pd.DataFrame, permutations: int, seed: int) -> dict[s
     Returns:
         ``subjects``, ``samples``, ``classes`` (true labels present),
         ``balanced_accuracy``, ``chance`` (1 / classes), ``p_permutation``
-        (one-sided: above chance) and ``note`` (why no test ran: one class only,
+        (one-sided: above chance), ``mde_over_chance`` (the smallest rise of the
+        balanced accuracy above the permutation null the test detects with 80 %
+        power: 2.49 × the null's standard deviation) and ``note`` (why no test ran: one class only,
         or fewer than 2 subjects in a class).
     """
     truth_by_subject = frame.groupby("subject_id")["context_true"].first()
@@ -67,6 +70,7 @@ def decoding_scores(frame: pd.DataFrame, permutations: int, seed: int) -> dict[s
         "balanced_accuracy": float("nan"),
         "chance": 1.0 / classes if classes else float("nan"),
         "p_permutation": float("nan"),
+        "mde_over_chance": float("nan"),
         "note": "",
     }
     if classes < 2:
@@ -87,6 +91,8 @@ def decoding_scores(frame: pd.DataFrame, permutations: int, seed: int) -> dict[s
     shuffled = permuted_labels(labels, np.zeros(len(labels)), permutations, seed)
     null = _balanced_accuracies(shuffled, counts, sizes)
     out["p_permutation"] = p_value(observed, null, alternative="greater")
+    # one-sided: the smallest balanced accuracy above the null's mean the test detects
+    out["mde_over_chance"] = minimum_detectable_effect(float(np.nanstd(null)), sided=1)
     return out
 
 

@@ -51,17 +51,3 @@ def classification_scores(
     out["n"] = float(len(y_true))
     out["classes_scored"] = "+".join(classes[k] for k in present)  # type: ignore[assignment]
     return out
-
-
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
-    """Macro-F1 over the classes present in ``y_true`` (fast path for resampling)."""
-    present = np.unique(y_true)
-    if len(present) == 0:
-        return float("nan")
-    scores = []
-    for k in present:
-        tp = np.sum((y_true == k) & (y_pred == k))
-        fp = np.sum((y_true != k) & (y_pred == k))
-        fn = np.sum((y_true == k) & (y_pred != k))
-        scores.append(2 * tp / (2 * tp + fp + fn) if (tp + fp + fn) else 0.0)
-    return float(np.mean(scores))

@@ -288,7 +288,12 @@ def _decoding_sentences(run_dir: Path) -> list[str]:
     sentences = []
     for (model, decoder, seed), part in decoding.groupby(["model", "decoder", "seed"], sort=False):
         scores = [
-            f"{r['scope']} {r['balanced_accuracy']:.2f} (BH p = {r[adjusted]:.3f})"
+            f"{r['scope']} {r['balanced_accuracy']:.2f} (BH p = {r[adjusted]:.3f}"
+            + (
+                f"; could detect ≥ {r['chance'] + r['mde_over_chance']:.2f})"
+                if np.isfinite(r.get("mde_over_chance", np.nan))
+                else ")"
+            )
             for _, r in part.iterrows()
             if r[adjusted] is not None and not np.isnan(r[adjusted])
         ]

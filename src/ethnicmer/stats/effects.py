@@ -115,6 +115,11 @@ def _fit(frame: pd.DataFrame, formula: str, outcome: str) -> Any:
 
 
 def _term(result: Any, name: str, outcome: str) -> dict[str, Any]:
+    if name not in result.params.index:
+        return {
+            "estimate": float("nan"),
+            "term_note": f"term {name} is not in the fitted model (collinear with other terms)",
+        }
     estimate = float(result.params[name])
     with np.errstate(invalid="ignore"):
         se = float(result.bse[name])

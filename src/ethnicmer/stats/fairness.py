@@ -9,10 +9,13 @@ class k, one-vs-rest:
   false-positive-rate gap (fairlearn's ``equalized_odds_difference`` on
   ``y == k``).
 
-Point estimates come from fairlearn (``MetricFrame``, ``equalized_odds_difference``);
-95 % intervals from the same quantities recomputed on per-subject confusion
-counts under a two-level bootstrap (seeds, then subjects within each group),
-so the subject stays the unit. Values are means over seeds.
+Point estimates come from fairlearn's ``MetricFrame`` (per-group recall, false
+positive rate and macro-F1 of each seed; the gaps are its ``difference()``
+between groups, groups without a positive of the class left out); 95 % intervals
+from the same quantities recomputed on per-subject confusion counts under a
+two-level bootstrap (seeds, then subjects within each group), so the subject
+stays the unit. Values are means over seeds. ``tests/test_stats.py`` checks the
+gaps against fairlearn's own ``equalized_odds_difference``.
 """
 
 from __future__ import annotations
@@ -58,6 +61,69 @@ def _metrics(
             tpr_gap = np.nanmax(tpr, axis=-1) - np.nanmin(tpr, axis=-1)
             fpr_gap = np.nanmax(fpr, axis=-1) - np.nanmin(fpr, axis=-1)
         out[("gap", "equal_opportunity_gap", name)] = tpr_gap
+        out[("gap", "equalized_odds_difference", name)] = np.fmax(tpr_gap, fpr_gap)
+    return out
+
+
+def _recall(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> float:
+    positives = np.asarray(y_true) == k
+    if not positives.any():
+        return float("nan")
+    return float((np.asarray(y_pred)[positives] == k).mean())
+
+
+def _false_positive_rate(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> float:
+    negatives = np.asarray(y_true) != k
+    if not negatives.any():
+        return float("nan")
+    return float((np.asarray(y_pred)[negatives] == k).mean())
+
+
+def _macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    counts = np.zeros((n_classes, n_classes))
+    np.add.at(counts, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    return float(macro_f1_from_counts(counts))
+
+
+def metric_frame_point(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    groups: np.ndarray,
+    names: np.ndarray,
+    classes: list[str],
+) -> dict[tuple[str, str, str], np.ndarray]:
+    """One seed's point estimates from fairlearn's ``MetricFrame``.
+
+    Args:
+        y_true, y_pred: ``(N,)`` int labels and predictions; groups: ``(N,)`` group names.
+        names: the group names in output order.
+
+    Returns:
+        As :func:`_metrics` for one seed: key → ``(H,)`` per group or a scalar gap.
+    """
+    from functools import partial
+
+    from fairlearn.metrics import MetricFrame
+
+    metrics = {"macro_f1": partial(_macro_f1, n_classes=len(classes))}
+    for k, name in enumerate(classes):
+        metrics[f"recall {name}"] = partial(_recall, k=k)
+        metrics[f"fpr {name}"] = partial(_false_positive_rate, k=k)
+    frame = MetricFrame(
+        metrics=metrics,
+        y_true=np.asarray(y_true),
+        y_pred=np.asarray(y_pred),
+        sensitive_features=np.asarray(groups).astype(str),
+    )
+    by_group = frame.by_group.reindex(list(names))
+    gaps = frame.difference(method="between_groups")
+    out: dict[tuple[str, str, str], np.ndarray] = {
+        ("groups", "macro_f1", ""): by_group["macro_f1"].to_numpy(dtype=float)
+    }
+    for name in classes:
+        out[("groups", "recall", name)] = by_group[f"recall {name}"].to_numpy(dtype=float)
+        tpr_gap, fpr_gap = float(gaps[f"recall {name}"]), float(gaps[f"fpr {name}"])
+        out[("gap", "equal_opportunity_gap", name)] = np.array(tpr_gap)
         out[("gap", "equalized_odds_difference", name)] = np.fmax(tpr_gap, fpr_gap)
     return out
 
@@ -118,8 +184,12 @@ def fairness_table(
     )  # (S, G, K, K)
     member = np.zeros((subjects.count, len(names)))
     member[np.arange(subjects.count), subjects.strata] = 1.0  # subject → group (stratum)
-    totals = np.einsum("gh,sgkl->shkl", member, confusions)  # (S, H, K, K)
-    point = {key: np.nanmean(v, axis=0) for key, v in _metrics(totals, classes).items()}
+    per_seed = [metric_frame_point(y_true, p, groups, names, classes) for p in preds]
+    with np.errstate(invalid="ignore"):
+        point = {
+            key: np.nanmean(np.stack([seed[key] for seed in per_seed]), axis=0)
+            for key in per_seed[0]
+        }
     draws: dict[tuple[str, str, str], np.ndarray] = {}
     if resamples:
         weights = bootstrap_weights(subjects, resamples, seed)  # within each group

@@ -94,10 +94,13 @@ def au_feature_table(
     Returns:
         One row per feature: emotion, per group ``n_<g>`` (subjects it applies to),
         ``k_<g>`` (subjects showing it) and ``share_<g>``, ``samples_<g>``, the
-        odds ratio and the two-sided Fisher p (NaN when a group has no subject),
-        with its family and adjusted p.
+        odds ratio, the difference of the shares (first − second group) with the
+        smallest difference the test could detect (``mde_difference``, 80 % power,
+        :func:`~ethnicmer.stats.power.proportion_difference_mde`) and the two-sided
+        Fisher p (NaN when a group has no subject), with its family and adjusted p.
     """
     from ethnicmer.stats.multiple import add_family
+    from ethnicmer.stats.power import proportion_difference_mde
 
     present = sorted(samples[by].dropna().unique())
     names = list(groups) if groups is not None else present
@@ -123,8 +126,14 @@ def au_feature_table(
         if len(names) == 2 and all(sum(r) > 0 for r in table):
             odds, p = fisher_exact(table)
             record["odds_ratio"], record["p_fisher"] = float(odds), float(p)
+            shares = (record[f"share_{names[0]}"], record[f"share_{names[1]}"])
+            record["difference"] = float(shares[0] - shares[1])
+            record["mde_difference"] = proportion_difference_mde(
+                shares, (record[f"n_{names[0]}"], record[f"n_{names[1]}"])
+            )
         else:
             record["odds_ratio"], record["p_fisher"] = float("nan"), float("nan")
+            record["difference"] = record["mde_difference"] = float("nan")
         rows.append(record)
     frame = pd.DataFrame(rows)
     return add_family(frame, "p_fisher", "coded AUs per group (subjects)", "exploratory")

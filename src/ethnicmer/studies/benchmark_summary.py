@@ -323,8 +323,9 @@ def summarise_benchmark(
     )
     subjects = subjects_of(subject_ids(scored), scored["dataset"].to_numpy())
     pairs = _pairs(bench)
+    exploratory = bench.purpose == "exploratory"
     comparisons = compare_rows(
-        y, matrices, pairs, subjects, len(classes), bench.bootstrap, cfg.seed
+        y, matrices, pairs, subjects, len(classes), bench.bootstrap, cfg.seed, exploratory
     )
     written += write_table(
         comparisons,
@@ -333,7 +334,7 @@ def summarise_benchmark(
         "randomisation over subjects, family-adjusted p, minimum detectable effect",
     )
     groups = tuple(cfg.data.demographics.paper_groups[r] for r in ("Asian", "Non-Asian"))
-    effects = _effects(predictions, scored, pairs, groups)  # type: ignore[arg-type]
+    effects = _effects(predictions, scored, pairs, groups, exploratory)  # type: ignore[arg-type]
     written += write_table(
         effects,
         out_dir / "effects",
@@ -379,12 +380,14 @@ def _effects(
     scored: pd.DataFrame,
     pairs: list[tuple[str, str]],
     groups: tuple[str, str],
+    exploratory: bool = False,
 ) -> pd.DataFrame:
     """effects.csv with its families, one per question and outcome.
 
     Correctness: *ethnicity vs dataset* (the two confound terms) and *row
     comparisons* (each pair and its row × ethnicity interaction), each confirmatory
-    (Holm) with ≥ 2 seeds and exploratory (BH) with one; log-loss: exploratory.
+    (Holm) with ≥ 2 seeds and exploratory (BH) with one or in a benchmark declared
+    exploratory; log-loss: exploratory.
     """
     observed = observations(predictions, scored)
     table = recognition_effects(observed, pairs, groups)
@@ -395,9 +398,10 @@ def _effects(
         "row comparisons",
     )
     outcome = np.where(table["outcome"] == "correct", "correctness", "log-loss")
-    suffix = " (single seed)" if single else ""
+    suffix = (" (single seed)" if single else "") + (" (exploratory study)" if exploratory else "")
     family = [f"{q} (GEE, {o}){suffix}" for q, o in zip(question, outcome, strict=True)]
-    kind = np.where((table["outcome"] == "correct") & (not single), "confirmatory", "exploratory")
+    confirmatory = (table["outcome"] == "correct") & (not single) & (not exploratory)
+    kind = np.where(confirmatory, "confirmatory", "exploratory")
     return add_family(
         table,
         "p",

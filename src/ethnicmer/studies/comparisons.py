@@ -9,7 +9,10 @@ effect. The configured pairs form one family:
 - with ≥ 2 seeds per row, the confirmatory family ``Table V pairs`` (Holm);
 - with one seed, ``Table V pairs (single seed)``, exploratory (Benjamini–Hochberg)
   and labelled as such in every row: seed-to-seed noise of one row (0.02–0.05
-  MF1 on the real set) is as large as the effects in question.
+  MF1 on the real set) is as large as the effects in question;
+- in a benchmark declared exploratory (``benchmark.purpose: exploratory``, e.g. a
+  sweep run on test folds of a main study), ``Table V pairs (exploratory study)``,
+  exploratory whatever the seeds.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from ethnicmer.stats.resampling import Subjects
 
 CONFIRMATORY = "Table V pairs"
 SINGLE_SEED = "Table V pairs (single seed)"
+EXPLORATORY_STUDY = "Table V pairs (exploratory study)"
 
 COLUMNS = [
     "a",
@@ -57,6 +61,7 @@ def compare_rows(
     n_classes: int,
     resamples: int,
     seed: int,
+    exploratory: bool = False,
 ) -> pd.DataFrame:
     """One row per pair with the difference, its interval, p, MDE, family and adjusted p.
 
@@ -65,6 +70,7 @@ def compare_rows(
         pairs: (A, B) row names; the difference is A − B.
         subjects: the scored samples' subjects (strata: datasets).
         resamples: bootstrap and randomisation resamples; seed: seeds them.
+        exploratory: the benchmark is declared exploratory (``purpose``).
     """
     rows: list[dict[str, Any]] = []
     for a, b in pairs:
@@ -93,9 +99,12 @@ def compare_rows(
                     "credit the difference)"
                     if single
                     else f"{result.n_seeds} seeds, paired by seed and sample"
+                )
+                + ("; exploratory study (benchmark.purpose)" if exploratory else ""),
+                "_family": (
+                    EXPLORATORY_STUDY if exploratory else SINGLE_SEED if single else CONFIRMATORY
                 ),
-                "_family": SINGLE_SEED if single else CONFIRMATORY,
-                "_kind": "exploratory" if single else "confirmatory",
+                "_kind": "exploratory" if single or exploratory else "confirmatory",
             }
         )
     table = pd.DataFrame(rows)
