@@ -426,7 +426,7 @@ def _(ws: Workspace) -> list[str]:
     return ws.build()
 
 
-@case("empty filename", 2, r"line 2: empty filename_o")
+@case("empty filename", 2, r"line 2: filename_o: empty filename")
 def _(ws: Workspace) -> list[str]:
     def edit(lines: list[str]) -> list[str]:
         cells = lines[1].split(",")

@@ -320,7 +320,6 @@ def test_a_failing_fold_stops_the_pool_and_names_the_fold(tiny_megc: Path, tmp_p
 
     from ethnicmer.config import ExecutorConfig
     from ethnicmer.errors import FoldError
-    from ethnicmer.evaluation.protocols import loso_folds
     from ethnicmer.stages import samples_with_flows
     from ethnicmer.studies.benchmark import plan_tasks
 
@@ -330,7 +329,7 @@ def test_a_failing_fold_stops_the_pool_and_names_the_fold(tiny_megc: Path, tmp_p
     samples = samples_with_flows(cfg).sort_values(["dataset", "subject", "filename"])
     samples = samples.reset_index(drop=True)
     out = cfg.run_dir / "benchmark"
-    tasks = plan_tasks(cfg, samples, loso_folds(samples), out)
+    tasks = plan_tasks(cfg, samples, out)
     assert len(tasks) == 6
     broken = dataclasses.replace(tasks[0], flow_file=str(tmp_path / "missing.npy"))
     with pytest.raises(FoldError) as info:

@@ -1,7 +1,7 @@
 import pytest
 
 from ethnicmer.data.emotions import map_emotion, normalise_emotion, to_binary
-from ethnicmer.data.subjects import normalise_dataset, normalise_subject
+from ethnicmer.data.subjects import normalise_dataset, normalise_filename, normalise_subject
 from ethnicmer.errors import DataError
 
 
@@ -59,5 +59,21 @@ def test_subject_normalisation():
     assert normalise_dataset("CASME2") == "casme2"
     with pytest.raises(DataError, match="row 3"):
         normalise_subject("samm", "abc", "f.csv, row 3")
-    with pytest.raises(DataError, match="unknown dataset 'smic'"):
-        normalise_dataset("smic", "f.csv, line 2")
+    # SMIC: the MEGC2019 CSV's s01 / s01_ne_01 are the release folders' s1 / s1_ne_01
+    assert normalise_dataset("SMIC-HS") == "smic"
+    assert normalise_subject("smic", "s01") == normalise_subject("smic", "s1") == "s1"
+    assert normalise_subject("smic", 20) == "s20"
+    assert normalise_filename("smic", "s1", "s01_ne_01") == "s1_ne_01"
+    assert normalise_filename("smic", "s20", "s20_sur_5") == "s20_sur_05"
+    with pytest.raises(DataError, match="belongs to s2, not s1"):
+        normalise_filename("smic", "s1", "s02_po_01", "f.csv, line 4")
+    with pytest.raises(DataError, match="line 5: SMIC clip 'EP02_01' is not"):
+        normalise_filename("smic", "s1", "EP02_01", "f.csv, line 5")
+    # other datasets: only through sources that accept any name (the table source)
+    with pytest.raises(DataError, match="unknown dataset 'mmew'"):
+        normalise_dataset("mmew", "f.csv, line 2")
+    assert normalise_dataset("MMEW", custom=True) == "mmew"
+    assert normalise_dataset("CAS(ME)³", custom=True) == "casme3"
+    assert normalise_dataset("My Lab 2024", custom=True) == "my_lab_2024"
+    assert normalise_subject("mmew", " S7 ") == "S7"
+    assert normalise_filename("mmew", "S7", "clip 3") == "clip 3"

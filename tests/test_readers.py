@@ -126,6 +126,31 @@ def test_megc_csv_bad_label_names_line(tmp_path: Path):
         read_megc_flow_set(tmp_path, "c.csv")
 
 
+def test_megc_csv_with_smic_rows_and_a_dataset_filter(tmp_path: Path):
+    """The full composite's spellings: SMIC rows s01 / s01_ne_01 (files named so) are the
+    release's s1 / s1_ne_01; a row of a dataset ethnicmer does not read is skipped by the
+    filter before it is read."""
+    (tmp_path / "c.csv").write_text(
+        "dataset,sub,filename_o,label,apex,imagename,sub_filename\n"
+        "casme2,sub01,EP01,0,,sub01_EP01.jpg,\n"
+        "smic,s01,s01_ne_01,0,,s01_s1_ne_01.jpg,\n"
+        "smic,s12,s12_sur_01,2,,s12_s12_sur_01.jpg,\n"
+        "mmew,S1,clip,1,,x.jpg,\n"
+    )
+    with pytest.raises(DataError, match=r"line 5: unknown dataset 'mmew'"):
+        read_megc_flow_set(tmp_path, "c.csv")
+    table, skipped = read_megc_flow_set(tmp_path, "c.csv", ["casme2", "smic"])
+    assert list(zip(table["subject"], table["filename"], strict=True)) == [
+        ("sub01", "EP01"),
+        ("s1", "s1_ne_01"),
+        ("s12", "s12_sur_01"),
+    ]
+    assert Path(table["flow_path"].iloc[1]).name == "s01_s01_ne_01 .png"
+    assert Path(table["apex_crop_path"].iloc[1]).name == "s01_s1_ne_01.jpg"
+    assert table["label"].tolist() == ["Negative", "Negative", "Surprise"]
+    assert skipped[["dataset", "source_row"]].values.tolist() == [["mmew", 5]]
+
+
 # ---------------------------------------------------------------- real data
 
 
@@ -151,8 +176,8 @@ def test_real_samm_sheet(real_data: Path):
 
 
 def test_real_megc_csv(real_data: Path):
-    table = read_megc_flow_set(real_data / "megc2019-flow")
-    assert len(table) == 278
+    table, skipped = read_megc_flow_set(real_data / "megc2019-flow")
+    assert len(table) == 278 and skipped.empty
     assert all(Path(p).is_file() for p in table["flow_path"])
     assert all(Path(p).name.endswith(" .png") for p in table["flow_path"])
     assert all(Path(p).is_file() for p in table["apex_crop_path"])

@@ -408,15 +408,22 @@ def test_a_declared_exploratory_benchmark_labels_every_pair_exploratory():
     from ethnicmer.studies.comparisons import compare_rows
 
     rng = np.random.default_rng(8)
-    y = rng.integers(0, 3, size=60)
-    ids = np.repeat([f"d/s{i}" for i in range(12)], 5)
-    subjects = subjects_of(ids, np.repeat([0, 1], 30))
+    scored = pd.DataFrame(
+        {
+            "dataset": np.repeat(["casme2", "samm"], 30),
+            "subject": np.repeat([f"s{i}" for i in range(12)], 5),
+            "label_id": rng.integers(0, 3, size=60),
+        }
+    )
     matrices = {name: rng.integers(0, 3, size=(3, 60)) for name in ("a", "b", "c")}
+    matrices["c"][:, :5] = -1  # row c did not test subject s0 (e.g. no label)
     pairs = [("a", "b"), ("c", "b")]
-    confirmatory = compare_rows(y, matrices, pairs, subjects, 3, 50, 0)
+    confirmatory = compare_rows(scored, matrices, pairs, 3, 50, 0)
+    assert confirmatory["samples"].tolist() == [60, 55]
+    assert confirmatory["subjects"].tolist() == [12, 11]
     assert set(confirmatory["family_kind"]) == {"confirmatory"}
     assert set(confirmatory["family"]) == {"Table V pairs"}
-    declared = compare_rows(y, matrices, pairs, subjects, 3, 50, 0, exploratory=True)
+    declared = compare_rows(scored, matrices, pairs, 3, 50, 0, exploratory=True)
     assert set(declared["family_kind"]) == {"exploratory"}
     assert set(declared["family"]) == {"Table V pairs (exploratory study)"}
     assert declared["evidence"].str.endswith("exploratory study (benchmark.purpose)").all()

@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ethnicmer.data.names import DEFAULT_GROUPING, RACES
+from ethnicmer.data.names import DEFAULT_GROUPING, RACES, UNKNOWN
 from ethnicmer.data.names import MEGC_CSV_NAME as CSV_NAME
 from ethnicmer.errors import ConfigError
 
@@ -59,6 +59,36 @@ class SammSource(_Strict):
     frames: Path | None = Field(default=None, description="root of 006/006_1_2/006_05562.jpg")
 
 
+class SmicSource(_Strict):
+    """SMIC-E-HS release: the onset/apex/offset table and, optionally, the frame folders."""
+
+    kind: Literal["smic"]
+    table: Path = Field(
+        description="CSV/Excel with data, subject, clip, label, onset_frame, apex_frame, "
+        "offset_frame (+ optional onset_path, apex_path, offset_path)"
+    )
+    frames: Path | None = Field(
+        default=None, description="root of SMIC_HS_E/<subject>/<clip>/image<frame>.jpg"
+    )
+
+
+class TableSource(_Strict):
+    """Any dataset (CAS(ME)³, 4DME, MMEW, your own): one table lists the samples.
+
+    Columns: ``dataset, subject, filename, emotion`` (or ``label``) and either
+    ``onset_path, apex_path`` or ``flow_path``; optional ``offset_path``,
+    ``apex_crop_path``, ``onset, apex, offset``, ``action_units``, ``race_code`` (or
+    ``race``), ``gender``, ``age_bin`` (see :mod:`ethnicmer.data.table`).
+    """
+
+    kind: Literal["table"]
+    path: Path = Field(description="the sample table (.csv, .xlsx)")
+    root: Path | None = Field(
+        default=None,
+        description="folder relative paths are resolved against (default: the table's)",
+    )
+
+
 class MegcFlowSource(_Strict):
     """A precomputed MEGC2019 flow set (STSTNet/HTNet layout).
 
@@ -71,14 +101,19 @@ class MegcFlowSource(_Strict):
     kind: Literal["megc2019_flow"]
     root: Path
     csv: str = CSV_NAME
-    datasets: list[Literal["casme2", "samm"]] | None = Field(
-        default=None, description="keep only these datasets (default: all rows)"
+    datasets: list[Literal["casme2", "samm", "smic"]] | None = Field(
+        default=None,
+        description="keep only these datasets (default: all rows); other rows are listed "
+        "as exclusions before they are read",
     )
     casme2_sheet: Path | None = None
     samm_sheet: Path | None = None
 
 
-Source = Annotated[Casme2Source | SammSource | MegcFlowSource, Field(discriminator="kind")]
+Source = Annotated[
+    Casme2Source | SammSource | SmicSource | MegcFlowSource | TableSource,
+    Field(discriminator="kind"),
+]
 
 
 class DemographicsConfig(_Strict):
@@ -89,6 +124,12 @@ class DemographicsConfig(_Strict):
         default=None, description="CSV: dataset, subject, field, value, reason"
     )
     grouping: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_GROUPING))
+    missing: Literal["error", "unknown"] = Field(
+        default="error",
+        description="a subject without demographics: error (or an exclusion with "
+        "on_problem: exclude), or unknown: ethnicity 'Unknown', kept for emotion-only rows "
+        "and left out (and counted) by every per-group analysis",
+    )
     paper_groups: dict[Literal["Asian", "Non-Asian"], str] = Field(
         default_factory=lambda: {"Asian": "Asian", "Non-Asian": "Non-Asian"},
         description="which of the grouping's groups play the paper's Asian and Non-Asian "
@@ -119,6 +160,11 @@ class DemographicsConfig(_Strict):
     @field_validator("grouping")
     @classmethod
     def _covers_every_race(cls, grouping: dict[str, str]) -> dict[str, str]:
+        if UNKNOWN in grouping.values():
+            raise ValueError(
+                f"grouping: {UNKNOWN!r} is reserved for subjects without demographics; "
+                "name the group otherwise"
+            )
         unknown = sorted(set(grouping) - set(RACES))
         missing = [race for race in RACES if race not in grouping]
         if unknown or missing:
@@ -185,6 +231,17 @@ class SimulateConfig(_Strict):
         description="face: which subjects are harder: group B (race code 0) or SAMM",
     )
     subjects_per_dataset: int = Field(default=4, ge=2)
+    smic_subjects: int = Field(
+        default=0,
+        ge=0,
+        description="also write a SMIC-E-HS-format dataset of this many subjects "
+        "(SMIC/SMIC_HS_E/<s>/<clip>/image<frame>.jpg and SMIC/smic_hs_e.csv)",
+    )
+    smic_demographics: bool = Field(
+        default=True,
+        description="write the SMIC subjects' rows into demographics.csv (false: a dataset "
+        "without demographics, for data.demographics.missing: unknown)",
+    )
     samples_per_subject: int = Field(default=3, ge=1)
     frames_per_sample: int = Field(default=8, ge=3)
     image_size: int = Field(default=64, ge=16, description="frame side in pixels")
@@ -273,6 +330,18 @@ class BenchmarkConfig(_Strict):
     lr: float = Field(default=1e-3, gt=0)
     gamma: float = Field(default=0.9, gt=0, le=1, description="ExponentialLR decay per epoch")
     seeds: list[int] | None = Field(default=None, description="default: [study seed]")
+    protocol: Literal["loso", "leave_one_dataset_out", "train_test"] = Field(
+        default="loso",
+        description="loso: every subject held out once (composite database evaluation, "
+        "paper IV); leave_one_dataset_out: every dataset held out once; train_test: train on "
+        "train_datasets, test on test_datasets",
+    )
+    train_datasets: list[str] | None = Field(
+        default=None, description="train_test: the datasets trained on"
+    )
+    test_datasets: list[str] | None = Field(
+        default=None, description="train_test: the datasets tested on (none of train_datasets)"
+    )
     test_subjects: list[str] | None = Field(
         default=None, description="only these LOSO folds, as dataset/subject (smoke tests)"
     )
@@ -290,6 +359,12 @@ class BenchmarkConfig(_Strict):
     compare: list[tuple[str, str]] | None = Field(
         default=None, description="pairs (a, b) tested paired; default: every model vs the first"
     )
+    published: str | None = Field(
+        default=None,
+        description="published results shown beside the rows: megc2019-cde (shipped: the "
+        "MEGC2019 composite database evaluation) or a CSV with method, uf1, uar, input, "
+        "epoch_selection, source",
+    )
     purpose: Literal["confirmatory", "exploratory"] = Field(
         default="confirmatory",
         description="exploratory: every test of this benchmark is labelled exploratory "
@@ -305,6 +380,22 @@ class BenchmarkConfig(_Strict):
         if duplicates:
             raise ValueError(f"model names must be unique; repeated: {duplicates}")
         return models
+
+    @model_validator(mode="after")
+    def _protocol_settings(self) -> BenchmarkConfig:
+        if self.protocol == "train_test":
+            if not self.train_datasets or not self.test_datasets:
+                raise ValueError("protocol train_test needs train_datasets and test_datasets")
+            both = sorted(set(self.train_datasets) & set(self.test_datasets))
+            if both:
+                raise ValueError(f"train_datasets and test_datasets share {both}")
+        elif self.train_datasets or self.test_datasets:
+            raise ValueError(
+                f"train_datasets / test_datasets belong to protocol train_test, not {self.protocol}"
+            )
+        if self.protocol != "loso" and self.test_subjects is not None:
+            raise ValueError("test_subjects selects LOSO folds; it needs protocol: loso")
+        return self
 
     @model_validator(mode="after")
     def _compare_known_rows(self) -> BenchmarkConfig:
@@ -392,7 +483,7 @@ class PrimaFacieConfig(_Strict):
         description="scenario draws per null replicate (fewer than draws makes the test "
         "conservative, never anti-conservative; each costs 3 LOSO runs)",
     )
-    matched_dataset: Literal["casme2", "samm"] | None = Field(
+    matched_dataset: str | None = Field(
         default=None,
         description="also draw every scenario within this one dataset (confound control)",
     )
@@ -407,7 +498,7 @@ class PredictionTableConfig(_Strict):
     """Per-sample predictions in the paper's released format for one dataset."""
 
     path: Path
-    dataset: Literal["casme2", "samm"]
+    dataset: Literal["casme2", "samm", "smic"]
 
 
 class AnnotateConfig(_Strict):

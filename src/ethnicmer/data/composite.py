@@ -27,16 +27,24 @@ from pathlib import Path
 
 import pandas as pd
 
-from ethnicmer.config import DataConfig, MegcFlowSource, SammSource, Source
+from ethnicmer.config import DataConfig, MegcFlowSource, SammSource, SmicSource, Source, TableSource
 from ethnicmer.data.casme2 import read_coding_sheet
-from ethnicmer.data.demographics import apply_overrides, ethnicity_group, load_demographics
+from ethnicmer.data.demographics import (
+    apply_overrides,
+    ethnicity_group,
+    load_demographics,
+    merge_demographics,
+)
 from ethnicmer.data.emotions import EMOTION_CLASSES, map_emotion, to_binary
 from ethnicmer.data.frames import find_frame
 from ethnicmer.data.images import check_flow_image, check_flow_sizes, decode_image
 from ethnicmer.data.megc import read_megc_flow_set
+from ethnicmer.data.names import UNKNOWN
 from ethnicmer.data.samm import read_samm_sheet
 from ethnicmer.data.sheets import read_table
+from ethnicmer.data.smic import read_smic_table
 from ethnicmer.data.subjects import KEY_COLUMNS, format_key, normalise_dataset, normalise_subject
+from ethnicmer.data.table import read_sample_table
 from ethnicmer.digests import DigestCache
 from ethnicmer.errors import DataError
 from ethnicmer.progress import progress
@@ -62,10 +70,12 @@ SAMPLE_COLUMNS = [
     "age_bin",
     "onset_path",
     "apex_path",
+    "offset_path",
     "flow_path",
     "apex_crop_path",
     "onset_sha256",
     "apex_sha256",
+    "offset_sha256",
     "flow_sha256",
     "apex_crop_sha256",
     "flow_side",
@@ -81,7 +91,7 @@ the SHA-256 of the bytes of the file at ``<input>_path`` (empty with the path):
 a file replaced at the same path changes the table and so every later stage.
 ``flow_side`` is the flow image's side in pixels (``Int64``; NA without one)."""
 
-PATH_COLUMNS = ["onset_path", "apex_path", "flow_path", "apex_crop_path"]
+PATH_COLUMNS = ["onset_path", "apex_path", "offset_path", "flow_path", "apex_crop_path"]
 """Input files of a sample; each has a digest column (``_path`` → ``_sha256``)."""
 
 
@@ -151,16 +161,31 @@ class _Ledger:
             )
 
 
-def _read_source(source: Source) -> pd.DataFrame:
+@dataclass(frozen=True)
+class _SourceRows:
+    """What one source gives: candidate samples, rows it skipped, subjects' demographics."""
+
+    table: pd.DataFrame
+    skipped: pd.DataFrame
+    demographics: pd.DataFrame
+
+
+def _read_source(source: Source) -> _SourceRows:
+    none = pd.DataFrame()
     if isinstance(source, MegcFlowSource):
-        table = read_megc_flow_set(source.root, source.csv)
-        table["source_kind"] = "megc2019_flow"
-        return table
-    reader = read_samm_sheet if isinstance(source, SammSource) else read_coding_sheet
-    table = reader(source.sheet)
+        table, skipped = read_megc_flow_set(source.root, source.csv, source.datasets)
+        return _SourceRows(table.assign(source_kind="megc2019_flow"), skipped, none)
+    if isinstance(source, TableSource):
+        table, people = read_sample_table(source.path, source.root)
+        return _SourceRows(table.assign(source_kind="table"), none, people)
+    if isinstance(source, SmicSource):
+        table = read_smic_table(source.table)
+    else:
+        reader = read_samm_sheet if isinstance(source, SammSource) else read_coding_sheet
+        table = reader(source.sheet)
     table["source_kind"] = source.kind
     table["frames_root"] = str(source.frames) if source.frames is not None else ""
-    return table
+    return _SourceRows(table, none, none)
 
 
 def _join_sheets(table: pd.DataFrame, source: MegcFlowSource, ledger: _Ledger) -> pd.DataFrame:
@@ -222,11 +247,14 @@ def _check_duplicates(table: pd.DataFrame, ledger: _Ledger) -> pd.DataFrame:
 
 
 def _apply_labels(table: pd.DataFrame, mapping: str, ledger: _Ledger) -> pd.DataFrame:
+    """Sources that give the 3-class label keep it (MEGC2019 sets, SMIC, tables with a
+    ``label``); emotion words are mapped by ``mapping`` (paper Table III or megc2019)."""
     keep, labels = [], []
+    given = table["label"] if "label" in table else pd.Series("", index=table.index)
     for index, row in table.iterrows():
-        if row["source_kind"] == "megc2019_flow":
+        if isinstance(given[index], str) and given[index]:
             keep.append(index)
-            labels.append(row["label"])
+            labels.append(given[index])
             continue
         label, reason = map_emotion(mapping, row["dataset"], row["emotion"])
         if label is None:
@@ -272,7 +300,8 @@ def _apply_apex_policy(table: pd.DataFrame, cfg: DataConfig, ledger: _Ledger) ->
         raise DataError("data.apex_policy is 'corrections' but data.apex_corrections is not set")
     keep, apexes, notes = [], [], []
     for index, row in table.iterrows():
-        if "onset_raw" not in row or pd.isna(row.get("onset_raw")):
+        raw_onset = row.get("onset_raw")
+        if raw_onset is None or pd.isna(raw_onset) or raw_onset == "":
             keep.append(index)
             apexes.append(row.get("apex", pd.NA))
             notes.append("")
@@ -313,6 +342,13 @@ def _apply_apex_policy(table: pd.DataFrame, cfg: DataConfig, ledger: _Ledger) ->
                 continue
             new_apex, reason = corrections[key]
             note = f"{issue}; corrected to {new_apex} ({reason})"
+        if isinstance(row.get("apex_path"), str) and row.get("apex_path"):
+            ledger.problem(
+                row,
+                f"{issue}; the apex frame file is given ({row['apex_path']}), so the "
+                f"apex policy cannot move it to frame {new_apex}: fix the table",
+            )
+            continue
         keep.append(index)
         apexes.append(new_apex)
         notes.append(note)
@@ -326,6 +362,12 @@ def _resolve_frames(table: pd.DataFrame, ledger: _Ledger) -> pd.DataFrame:
     keep, onsets, apexes = [], [], []
     for index, row in table.iterrows():
         root = row.get("frames_root", "")
+        given = row.get("onset_path", "")
+        if isinstance(given, str) and given:  # the source names the frame files itself
+            keep.append(index)
+            onsets.append(given)
+            apexes.append(str(row.get("apex_path", "")))
+            continue
         if not isinstance(root, str) or not root:
             keep.append(index)
             onsets.append("")
@@ -349,6 +391,7 @@ def _resolve_frames(table: pd.DataFrame, ledger: _Ledger) -> pd.DataFrame:
 _WHAT = {
     "onset_path": "onset frame",
     "apex_path": "apex frame",
+    "offset_path": "offset frame",
     "flow_path": "flow image",
     "apex_crop_path": "apex crop",
 }
@@ -410,18 +453,28 @@ def _check_images(
 
 
 def _join_demographics(
-    table: pd.DataFrame, demographics: pd.DataFrame, ledger: _Ledger
+    table: pd.DataFrame, demographics: pd.DataFrame, ledger: _Ledger, missing_policy: str
 ) -> pd.DataFrame:
+    """Join per-subject demographics; a subject without a row is a problem, or (policy
+    ``unknown``) kept with race and ethnicity ``Unknown`` and NA codes."""
     fields = ["race_code", "race", "ethnicity", "gender", "age_bin"]
     joined = table.merge(
         demographics[["dataset", "subject", *fields]], on=["dataset", "subject"], how="left"
     )
     missing = joined["race_code"].isna()
-    for _, row in joined[missing].iterrows():
-        ledger.problem(row, f"subject {row['dataset']}/{row['subject']} has no demographics row")
-    out = joined[~missing].copy()
+    if missing_policy == "unknown":
+        joined.loc[missing, ["race", "ethnicity"]] = UNKNOWN
+        out = joined.copy()
+    else:
+        for _, row in joined[missing].iterrows():
+            ledger.problem(
+                row,
+                f"subject {row['dataset']}/{row['subject']} has no demographics row (set "
+                "data.demographics.missing: unknown to keep it for emotion-only analyses)",
+            )
+        out = joined[~missing].copy()
     for column in ("race_code", "gender", "age_bin"):
-        out[column] = out[column].astype("int64")
+        out[column] = pd.array(out[column], dtype="Int64")
     return out
 
 
@@ -446,17 +499,16 @@ def build_composite(
     """
     ledger = _Ledger(cfg.on_problem)
     digests = digests if digests is not None else DigestCache()
-    tables = []
+    tables, given_demographics = [], []
     for source in cfg.sources:
-        table = _read_source(source)
+        rows = _read_source(source)
+        table = rows.table
+        for _, row in rows.skipped.iterrows():
+            ledger.exclude(row, f"dataset {row['dataset']} not in the source's datasets")
         if isinstance(source, MegcFlowSource):
-            if source.datasets is not None:
-                dropped = table[~table["dataset"].isin(source.datasets)]
-                for _, row in dropped.iterrows():
-                    ledger.exclude(row, f"dataset {row['dataset']} not in the source's datasets")
-                table = table[table["dataset"].isin(source.datasets)]
             table = _join_sheets(table, source, ledger)
         tables.append(table)
+        given_demographics.append(rows.demographics)
     ledger.raise_problems("coding-sheet")
     table = pd.concat(tables, ignore_index=True)
     if table.empty:
@@ -482,13 +534,15 @@ def build_composite(
     demographics = load_demographics(
         None if cfg.demographics.table == "builtin" else Path(cfg.demographics.table)
     )
+    for extra in given_demographics:
+        demographics = merge_demographics(demographics, extra)
     overrides = pd.DataFrame()
     if cfg.demographics.overrides is not None:
         demographics, overrides = apply_overrides(demographics, cfg.demographics.overrides)
     demographics["ethnicity"] = [
         ethnicity_group(race, cfg.demographics.grouping) for race in demographics["race"]
     ]
-    table = _join_demographics(table, demographics, ledger)
+    table = _join_demographics(table, demographics, ledger, cfg.demographics.missing)
     ledger.raise_problems("demographics")
 
     table["label_id"] = [EMOTION_CLASSES.index(label) for label in table["label"]]

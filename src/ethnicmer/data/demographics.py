@@ -56,7 +56,7 @@ def load_demographics(path: Path | None = None) -> pd.DataFrame:
     for index, row in raw.iterrows():
         line = int(index)
         where = f"{path}, line {line}"
-        dataset = normalise_dataset(row["dataset"], where)
+        dataset = normalise_dataset(row["dataset"], where, custom=True)
         subject = normalise_subject(dataset, row["subject"], where)
         if (dataset, subject) in seen:
             first = seen[(dataset, subject)]
@@ -64,7 +64,7 @@ def load_demographics(path: Path | None = None) -> pd.DataFrame:
         seen[(dataset, subject)] = line
         record = {"dataset": dataset, "subject": subject}
         for field in DEMOGRAPHIC_FIELDS:
-            record[field] = _parse_code(field, row[field], where)
+            record[field] = parse_code(field, row[field], where)
         record["race"] = RACES[record["race_code"]]
         source = row.get("source", "")
         record["source"] = "" if pd.isna(source) or not str(source).strip() else str(source)
@@ -74,7 +74,12 @@ def load_demographics(path: Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def _parse_code(field: str, value: object, where: str) -> int:
+def parse_code(field: str, value: object, where: str) -> int:
+    """A demographic code cell as int (race code, gender or age bin), range-checked.
+
+    Raises:
+        DataError: not an integer in the field's range; names ``where``.
+    """
     text = str(value).strip()
     if text.endswith(".0"):
         text = text[:-2]
@@ -115,12 +120,12 @@ def apply_overrides(table: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, pd.D
     for index, row in raw.iterrows():
         line = int(index)
         where = f"{path}, line {line}"
-        dataset = normalise_dataset(row["dataset"], where)
+        dataset = normalise_dataset(row["dataset"], where, custom=True)
         subject = normalise_subject(dataset, row["subject"], where)
         field = str(row["field"]).strip()
         if field not in DEMOGRAPHIC_FIELDS:
             raise DataError(f"{where}: field {field!r} is not one of {list(DEMOGRAPHIC_FIELDS)}")
-        value = _parse_code(field, row["value"], where)
+        value = parse_code(field, row["value"], where)
         earlier = given.get((dataset, subject, field))
         if earlier is not None and earlier[0] != value:
             raise DataError(
@@ -154,6 +159,37 @@ def apply_overrides(table: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, pd.D
         )
     columns = ["dataset", "subject", "field", "old_value", "new_value", "reason", "source_line"]
     return table, pd.DataFrame(log, columns=columns)
+
+
+def merge_demographics(table: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
+    """Add per-subject rows given by a data source (a ``table`` source's demographic
+    columns) to the demographics table.
+
+    Args:
+        table: the configured table (:func:`load_demographics`).
+        extra: ``dataset, subject, race_code, gender, age_bin, source``.
+
+    Raises:
+        DataError: a subject in both with different values (names both sources).
+    """
+    if extra.empty:
+        return table
+    known = table.set_index(["dataset", "subject"])
+    rows = []
+    for _, row in extra.iterrows():
+        key = (row["dataset"], row["subject"])
+        if key in known.index:
+            old = known.loc[key]
+            differs = [f for f in DEMOGRAPHIC_FIELDS if int(old[f]) != int(row[f])]
+            if differs:
+                raise DataError(
+                    f"{row['source']}: demographics of {key[0]}/{key[1]} ({differs}) differ from "
+                    f"{old['source']}; give them in one place (or use data.demographics.overrides)"
+                )
+            continue
+        rows.append({**row.to_dict(), "race": RACES[int(row["race_code"])]})
+    added = pd.DataFrame(rows, columns=table.columns)
+    return pd.concat([table, added], ignore_index=True) if rows else table
 
 
 def ethnicity_group(race: str, grouping: dict[str, str]) -> str:

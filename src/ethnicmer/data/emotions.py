@@ -118,3 +118,32 @@ def map_emotion(mapping: MappingName, dataset: str, emotion: str) -> tuple[str |
 def to_binary(label: str) -> str:
     """Negative vs Non-negative (paper IV-A): Positive and Surprise become Non-negative."""
     return "Negative" if label == "Negative" else "Non-negative"
+
+
+_LABEL_NAMES = {
+    "negative": "Negative",
+    "ne": "Negative",
+    "positive": "Positive",
+    "po": "Positive",
+    "surprise": "Surprise",
+    "sur": "Surprise",
+}
+
+
+def label_from_value(value: object, where: str) -> str:
+    """A 3-class label given directly: ``0``/``1``/``2`` (MEGC2019 and SMIC codes: 0
+    Negative, 1 Positive, 2 Surprise) or a class name (``negative``, ``Positive``, ``sur``).
+
+    Raises:
+        DataError: anything else; the message names ``where`` and the accepted values.
+    """
+    text = str(value).strip()
+    if text.endswith(".0"):
+        text = text[:-2]
+    if text in {str(i) for i in range(len(EMOTION_CLASSES))}:
+        return EMOTION_CLASSES[int(text)]
+    if text.lower() in _LABEL_NAMES:
+        return _LABEL_NAMES[text.lower()]
+    raise DataError(
+        f"{where}: label {value!r} is not 0, 1, 2 (Negative, Positive, Surprise) or a class name"
+    )

@@ -4,6 +4,7 @@ Layouts (dataset documentation):
 - CASME II raw: ``<root>/sub01/EP02_01f/img46.jpg``; cropped release:
   ``<root>/sub01/EP02_01f/reg_img46.jpg``.
 - SAMM: ``<root>/006/006_1_2/006_05562.jpg`` (subject prefix, zero-padded frame).
+- SMIC-E-HS: ``<root>/s20/s20_ne_01/image17581039.jpg``.
 
 Frame numbers are matched exactly as integers (frame 46 never matches ``img460``).
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 from ethnicmer.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-_FRAME_STEM = re.compile(r"^(?:reg_)?(?:img)?(?:\d+_)?0*(\d+)$")
+_FRAME_STEM = re.compile(r"^(?:reg_)?(?:image|img)?(?:\d+_)?0*(\d+)$")
 
 
 def frame_folder(root: Path, subject: str, filename: str) -> Path:

@@ -20,3 +20,7 @@ DEFAULT_GROUPING: dict[str, str] = {
 
 MEGC_CSV_NAME = "combined_3_class2_for_optical_flow.csv"
 """The MEGC2019 composite flow set's sample list (STSTNet / HTNet layout)."""
+
+UNKNOWN = "Unknown"
+"""Ethnicity group of a subject without demographics (``data.demographics.missing:
+unknown``): kept for emotion-only analyses, left out of every per-group analysis."""

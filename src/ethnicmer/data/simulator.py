@@ -54,8 +54,9 @@ import numpy as np
 import pandas as pd
 
 from ethnicmer.config import SimulateConfig
-from ethnicmer.data.synthetic import write_sheets
-from ethnicmer.io import write_csv_atomic, write_text_atomic
+from ethnicmer.data.emotions import EMOTION_CLASSES
+from ethnicmer.data.synthetic import smic_clip, write_sheets
+from ethnicmer.io import atomic_path, write_csv_atomic, write_text_atomic
 
 # emotion word per dataset (sheet spelling) → the simulated class
 CASME2_WORDS = {"happiness": "Positive", "surprise": "Surprise", "disgust": "Negative"}
@@ -214,12 +215,16 @@ def write_simulated_study(cfg: SimulateConfig, seed: int) -> list[str]:
     Layout (as the official releases, see :mod:`ethnicmer.data.synthetic`):
     ``CASME2/CASME2-coding-synthetic.xlsx`` + ``CASME2/frames/subNN/EPkk_01/imgN.jpg``
     (RGB), ``SAMM/SAMM_Micro_FACS_Codes_synthetic.xlsx`` (text preamble) +
-    ``SAMM/frames/0NN/0NN_k_1/0NN_NNNNN.jpg`` (grey), ``demographics.csv``,
-    ``truth.csv`` (per sample: group, class, style, AUs, apex amplitude in pixels)
-    and ``truth.json`` (the planted rules).
+    ``SAMM/frames/0NN/0NN_k_1/0NN_NNNNN.jpg`` (grey), with ``smic_subjects`` the
+    SMIC-E-HS layout ``SMIC/smic_hs_e.csv`` + ``SMIC/SMIC_HS_E/sN/sN_<ne|po|sur>_kk/
+    imageF.jpg`` (RGB), ``demographics.csv`` (SMIC rows only with
+    ``smic_demographics``), ``truth.csv`` (per sample: group, class, style, AUs, apex
+    amplitude in pixels) and ``truth.json`` (the planted rules).
 
     Classes cycle Positive, Surprise, Negative over a subject's samples; half the
     subjects of each dataset are group A (race code 2), half group B (race code 0).
+    With ``planted_by: dataset`` SMIC subjects draw their style at random (the styles
+    follow CASME II and SAMM).
 
     Args:
         cfg: sizes, ``planted`` (styles on or off) and ``planted_by`` (group or dataset).
@@ -231,30 +236,36 @@ def write_simulated_study(cfg: SimulateConfig, seed: int) -> list[str]:
     rng = np.random.default_rng(seed)
     out = Path(cfg.out)
     written: list[Path] = []
-    casme_rows, samm_rows, demo_rows, truth_rows = [], [], [], []
+    casme_rows, samm_rows, smic_rows, demo_rows, truth_rows = [], [], [], [], []
     classes = ("Positive", "Surprise", "Negative")
-    for dataset in ("casme2", "samm"):
+    counts = {"casme2": cfg.subjects_per_dataset, "samm": cfg.subjects_per_dataset}
+    counts["smic"] = cfg.smic_subjects
+    for dataset, n_subjects in counts.items():
         words = {v: k for k, v in (CASME2_WORDS if dataset == "casme2" else SAMM_WORDS).items()}
-        for s in range(cfg.subjects_per_dataset):
+        for s in range(n_subjects):
             group_a = s % 2 == 0
-            subject = f"sub{s + 1:02d}" if dataset == "casme2" else f"{s + 6:03d}"
-            demo_rows.append(
-                {
-                    "dataset": dataset,
-                    "subject": subject,
-                    "race_code": 2 if group_a else 0,
-                    "gender": s % 2,
-                    "age_bin": 2,
-                    "source": "simulated",
-                }
-            )
+            subject = {"casme2": f"sub{s + 1:02d}", "samm": f"{s + 6:03d}", "smic": f"s{s + 1}"}[
+                dataset
+            ]
+            if dataset != "smic" or cfg.smic_demographics:
+                demo_rows.append(
+                    {
+                        "dataset": dataset,
+                        "subject": subject,
+                        "race_code": 2 if group_a else 0,
+                        "gender": s % 2,
+                        "age_bin": 2,
+                        "source": "simulated",
+                    }
+                )
             face, landmarks, noise = _subject_face(rng, cfg.image_size)
             for k in range(cfg.samples_per_subject):
                 emotion = classes[k % 3]
-                if cfg.planted:
-                    style_a = group_a if cfg.planted_by == "group" else dataset == "casme2"
+                by_dataset = cfg.planted_by == "dataset"
+                if cfg.planted and not (by_dataset and dataset == "smic"):
+                    style_a = group_a if not by_dataset else dataset == "casme2"
                     style = STYLES[emotion][0 if style_a else 1]
-                else:
+                else:  # no styles planted (SMIC has none when styles follow the dataset)
                     style = STYLES[emotion][int(rng.integers(2))]
                 aus = style_action_units(emotion, style, rng)
                 motions = [m for au in aus for m in action_unit_motions(au, landmarks)]
@@ -275,6 +286,11 @@ def write_simulated_study(cfg: SimulateConfig, seed: int) -> list[str]:
                     first = 40 + 7 * k
                     folder = out / "CASME2" / "frames" / subject / filename
                     names = [f"img{first + i}.jpg" for i in range(len(frames))]
+                elif dataset == "smic":
+                    filename = smic_clip(subject, EMOTION_CLASSES.index(emotion), k)
+                    first = 17_580_000 + 1000 * k
+                    folder = out / "SMIC" / "SMIC_HS_E" / subject / filename
+                    names = [f"image{first + i}.jpg" for i in range(len(frames))]
                 else:
                     filename = f"{subject}_{k + 1}_1"
                     first = 4000 + 100 * k
@@ -283,12 +299,10 @@ def write_simulated_study(cfg: SimulateConfig, seed: int) -> list[str]:
                 folder.mkdir(parents=True, exist_ok=True)
                 for name, frame in zip(names, frames, strict=True):
                     path = folder / name
-                    image = (
-                        frame if dataset == "casme2" else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-                    )
-                    if image.ndim == 3:
-                        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-                    cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+                    grey = dataset == "samm"  # SAMM's camera is greyscale
+                    image = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY if grey else cv2.COLOR_RGB2BGR)
+                    with atomic_path(path) as tmp:
+                        cv2.imwrite(str(tmp), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
                     written.append(path)
                 n = len(frames)
                 onset, apex, offset = first, first + n // 2, first + n - 1
@@ -297,6 +311,9 @@ def write_simulated_study(cfg: SimulateConfig, seed: int) -> list[str]:
                     casme_rows.append(
                         [s + 1, filename, onset, apex, offset, au_text, words[emotion]]
                     )
+                elif dataset == "smic":
+                    label = EMOTION_CLASSES.index(emotion)
+                    smic_rows.append(["smic", subject, filename, label, onset, apex, offset])
                 else:
                     samm_rows.append(
                         [
@@ -327,7 +344,7 @@ def write_simulated_study(cfg: SimulateConfig, seed: int) -> list[str]:
                         "harder": bool(harder and cfg.difficulty > 0),
                     }
                 )
-    written += write_sheets(out, casme_rows, samm_rows, demo_rows)
+    written += write_sheets(out, casme_rows, samm_rows, demo_rows, smic_rows)
     truth_csv = write_csv_atomic(pd.DataFrame(truth_rows), out / "truth.csv")
     truth_json = write_text_atomic(
         out / "truth.json",

@@ -1,9 +1,11 @@
-"""A small synthetic CASME II- and SAMM-format study for the demo and the tests.
+"""A small synthetic CASME II-, SAMM- (and SMIC-) format study for the demo and the tests.
 
 It writes what the official releases look like to ethnicmer's readers: a CASME II
 coding sheet (2014-05-08 layout) with frame folders ``sub01/EP01_01/img46.jpg``, a
 SAMM v2 coding sheet with its text preamble and frame folders
-``006/006_1_1/006_05562.jpg``, and a per-subject demographics table. Frames are a
+``006/006_1_1/006_05562.jpg``, with ``smic_subjects`` a SMIC-E-HS onset/apex/offset
+table (``SMIC/smic_hs_e.csv``) with frame folders
+``SMIC/SMIC_HS_E/s1/s1_ne_01/image17580040.jpg``, and a per-subject demographics table. Frames are a
 smooth random texture with one local, AU-like displacement bump (about 2 px at the
 apex) whose place depends on the emotion. The groups are labels assigned to
 subjects, **not** ethnicity; the full micro-expression simulator with planted
@@ -21,6 +23,7 @@ from PIL import Image
 from scipy import ndimage
 
 from ethnicmer.config import SimulateConfig
+from ethnicmer.io import atomic_path, write_csv_atomic, write_text_atomic
 
 CASME2_EMOTIONS = ("happiness", "surprise", "disgust", "repression", "others")
 SAMM_EMOTIONS = ("Happiness", "Surprise", "Anger", "Contempt", "Other")
@@ -71,7 +74,8 @@ def _write_frames(
         amplitude = 2.0 * np.sin(np.pi * i / (n - 1))
         image = _warp(base, emotion, amplitude) + rng.normal(scale=1.0, size=base.shape)
         path = folder / name.format(frame=frame)
-        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(path, quality=95)
+        with atomic_path(path) as tmp:
+            Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(tmp, quality=95)
         paths.append(path)
     return onset, apex, offset, paths
 
@@ -164,9 +168,33 @@ def write_synthetic_study(cfg: SimulateConfig, seed: int) -> list[str]:
                     "",
                 ]
             )
-    written += write_sheets(out, casme_rows, samm_rows, demo_rows)
-    truth = out / "truth.json"
-    truth.write_text(
+    smic_rows = []
+    for s in range(cfg.smic_subjects):
+        subject = f"s{s + 1}"
+        if cfg.smic_demographics:
+            demo_rows.append(
+                {
+                    "dataset": "smic",
+                    "subject": subject,
+                    "race_code": 0 if s % 2 else 2,
+                    "gender": s % 2,
+                    "age_bin": 2,
+                    "source": "synthetic",
+                }
+            )
+        for k in range(cfg.samples_per_subject):
+            label = (s + k) % 3  # 0 Negative, 1 Positive, 2 Surprise
+            clip = smic_clip(subject, label, k)
+            folder = out / "SMIC" / "SMIC_HS_E" / subject / clip
+            motion = {1: 0, 2: 1, 0: 2}[label]  # the texture's bump of that class
+            onset, apex, offset, paths = _write_frames(
+                folder, "image{frame}.jpg", rng, motion, cfg, 17_580_000 + 1000 * k
+            )
+            written += paths
+            smic_rows.append(["smic", subject, clip, label, onset, apex, offset])
+    written += write_sheets(out, casme_rows, samm_rows, demo_rows, smic_rows)
+    truth = write_text_atomic(
+        out / "truth.json",
         json.dumps(
             {
                 "seed": seed,
@@ -174,26 +202,41 @@ def write_synthetic_study(cfg: SimulateConfig, seed: int) -> list[str]:
                 "motion": {str(k): v for k, v in _MOTION.items()},
             },
             indent=2,
-        )
+        ),
     )
     written.append(truth)
     return [str(p) for p in written]
 
 
+SMIC_CLASSES = ("ne", "po", "sur")
+"""SMIC clip-name class codes in label order (0 Negative, 1 Positive, 2 Surprise)."""
+
+
+def smic_clip(subject: str, label: int, index: int) -> str:
+    """A SMIC-E-HS clip name: ``<subject>_<ne|po|sur>_<nn>`` (``s1_ne_01``)."""
+    return f"{subject}_{SMIC_CLASSES[label]}_{index + 1:02d}"
+
+
 def write_sheets(
-    out: Path, casme_rows: list[list], samm_rows: list[list], demo_rows: list[dict]
+    out: Path,
+    casme_rows: list[list],
+    samm_rows: list[list],
+    demo_rows: list[dict],
+    smic_rows: list[list] | None = None,
 ) -> list[Path]:
-    """Write the CASME II sheet (2014 layout), the SAMM sheet (13-line preamble) and
-    ``demographics.csv`` under ``out``; return their paths.
+    """Write the CASME II sheet (2014 layout), the SAMM sheet (13-line preamble), with
+    ``smic_rows`` the SMIC-E-HS table, and ``demographics.csv`` under ``out``
+    (atomically); return their paths.
 
     Args:
         casme_rows: ``[subject number, filename, onset, apex, offset, AUs, emotion]``.
         samm_rows: ``[subject, filename, inducement, onset, apex, offset, duration,
             micro, AUs, emotion, objective class, notes]``.
         demo_rows: dicts with ``dataset, subject, race_code, gender, age_bin, source``.
+        smic_rows: ``[data, subject, clip, label, onset_frame, apex_frame, offset_frame]``.
     """
     casme_sheet = out / "CASME2" / "CASME2-coding-synthetic.xlsx"
-    pd.DataFrame(
+    casme = pd.DataFrame(
         casme_rows,
         columns=[
             "Subject",
@@ -204,7 +247,9 @@ def write_sheets(
             "Action Units",
             "Estimated Emotion",
         ],
-    ).to_excel(casme_sheet, index=False)
+    )
+    with atomic_path(casme_sheet) as tmp:
+        casme.to_excel(tmp, index=False)
     samm_header = [
         "Subject",
         "Filename",
@@ -222,9 +267,12 @@ def write_sheets(
     preamble = [[line] + [None] * (len(samm_header) - 1) for line in SAMM_PREAMBLE]
     preamble += [[None] * len(samm_header)] * (13 - len(preamble))
     samm_sheet = out / "SAMM" / "SAMM_Micro_FACS_Codes_synthetic.xlsx"
-    pd.DataFrame([*preamble, samm_header, *samm_rows]).to_excel(
-        samm_sheet, index=False, header=False
-    )
-    demographics = out / "demographics.csv"
-    pd.DataFrame(demo_rows).to_csv(demographics, index=False)
-    return [casme_sheet, samm_sheet, demographics]
+    with atomic_path(samm_sheet) as tmp:
+        pd.DataFrame([*preamble, samm_header, *samm_rows]).to_excel(tmp, index=False, header=False)
+    written = [casme_sheet, samm_sheet]
+    if smic_rows:
+        columns = ["data", "subject", "clip", "label", "onset_frame", "apex_frame", "offset_frame"]
+        table = pd.DataFrame(smic_rows, columns=columns)
+        written.append(write_csv_atomic(table, out / "SMIC" / "smic_hs_e.csv"))
+    written.append(write_csv_atomic(pd.DataFrame(demo_rows), out / "demographics.csv"))
+    return written

@@ -21,12 +21,12 @@ import torch
 from ethnicmer.config import ModelConfig, StudyConfig
 from ethnicmer.errors import ModelError
 from ethnicmer.evaluation.inputs import load_inputs
-from ethnicmer.evaluation.protocols import context_labels, loso_folds
+from ethnicmer.evaluation.protocols import context_labels
 from ethnicmer.evaluation.training import build_model
 from ethnicmer.explain.gradcam import choose_layer, grad_cam
 from ethnicmer.explain.saliency import integrated_gradients
 from ethnicmer.progress import log, progress
-from ethnicmer.studies.benchmark import context_kind, fold_spec
+from ethnicmer.studies.benchmark import context_kind, fold_spec, row_folds
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def explain_row(
             context_input = torch.from_numpy(load_inputs(samples, kind, rgb, inputs_dir))
         _, classes = context_labels(samples, model.context, seed)
     labels = samples["label_id"].to_numpy(dtype=np.int64)
-    folds = loso_folds(samples, bench.test_subjects, bench.max_folds)
+    folds = row_folds(samples, bench, model)
     model_dir = bench_dir / "models" / model.name / f"seed-{seed}"
     check_spec(model_dir, fold_spec(cfg, model, seed, samples))
     side = flow.shape[-1] if branch == "emotion" else context_input.shape[-1]  # type: ignore[union-attr]

@@ -29,7 +29,14 @@ from ethnicmer.config import BenchmarkConfig, ModelConfig, StudyConfig
 from ethnicmer.errors import DiskSpaceError
 from ethnicmer.evaluation.executors import default_threads, execute, resolve
 from ethnicmer.evaluation.inputs import cached_input_file, input_digest
-from ethnicmer.evaluation.protocols import Fold, context_labels, fold_seed, loso_folds
+from ethnicmer.evaluation.protocols import (
+    Fold,
+    context_labels,
+    fold_seed,
+    protocol_folds,
+    restrict,
+    row_samples,
+)
 from ethnicmer.evaluation.training import FoldTask, TrainSettings, checkpoint_bytes
 from ethnicmer.io import remove_stale_temporaries, write_json_atomic
 from ethnicmer.progress import log
@@ -103,6 +110,12 @@ def _prepare_dir(model_dir: Path, spec: dict[str, Any]) -> None:
     write_json_atomic(spec_file, spec, sort_keys=True)
 
 
+def row_folds(samples: pd.DataFrame, bench: BenchmarkConfig, model: ModelConfig) -> list[Fold]:
+    """The folds of ``model``'s row: the protocol's folds over the samples it uses
+    (:func:`~ethnicmer.evaluation.protocols.row_samples`); positions into ``samples``."""
+    return restrict(protocol_folds(samples, bench), row_samples(samples, model.context))
+
+
 def fold_spec(
     cfg: StudyConfig, model: ModelConfig, seed: int, samples: pd.DataFrame
 ) -> dict[str, Any]:
@@ -125,12 +138,13 @@ def fold_spec(
         inputs["context"] = inputs["flow"] if kind == "flow" else input_digest(samples, kind, rgb)
         context, classes = context_labels(samples, model.context, seed)
         context_digest = hashlib.sha256(context.tobytes()).hexdigest()
+    used = samples[row_samples(samples, model.context)]
     spec = {
         "model": json.loads(model.model_dump_json()),
         "settings": _settings(bench, model).__dict__,
         "input_size": size,
         "rgb_size": rgb,
-        "samples": _samples_digest(samples),
+        "samples": _samples_digest(used),
         "inputs": inputs,
         "context_labels": context_digest,
         "context_classes": classes,
@@ -141,9 +155,7 @@ def fold_spec(
     return json.loads(json.dumps(spec))
 
 
-def plan_tasks(
-    cfg: StudyConfig, samples: pd.DataFrame, folds: list[Fold], out_dir: Path
-) -> list[FoldTask]:
+def plan_tasks(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> list[FoldTask]:
     """Every (row, seed, fold) whose predictions file does not exist yet."""
     bench = cfg.stages.benchmark
     assert bench is not None
@@ -162,6 +174,7 @@ def plan_tasks(
 
     tasks = []
     for model in bench.models:
+        folds = row_folds(samples, bench, model)
         size = model.input_size or bench.input_size
         flow_file = input_file("flow", size)
         context_file = None
@@ -253,7 +266,7 @@ def check_disk_space(tasks: list[FoldTask], out_dir: Path) -> int:
     return need
 
 
-def collect_predictions(cfg: StudyConfig, folds: list[Fold], out_dir: Path) -> pd.DataFrame:
+def collect_predictions(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
     """All fold predictions of all rows and seeds, with a ``model`` column.
 
     Raises:
@@ -263,6 +276,7 @@ def collect_predictions(cfg: StudyConfig, folds: list[Fold], out_dir: Path) -> p
     assert bench is not None
     frames = []
     for model in bench.models:
+        folds = row_folds(samples, bench, model)
         for seed in bench.seeds or [cfg.seed]:
             for fold in folds:
                 path = _model_dir(out_dir, model, seed) / "folds" / f"{fold.slug}.csv"
@@ -286,9 +300,9 @@ def run_benchmark(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> lis
     bench = cfg.stages.benchmark
     assert bench is not None
     samples = samples.sort_values(["dataset", "subject", "filename"]).reset_index(drop=True)
-    folds = loso_folds(samples, bench.test_subjects, bench.max_folds)
-    tasks = plan_tasks(cfg, samples, folds, out_dir)
-    total = len(folds) * len(bench.models) * len(bench.seeds or [cfg.seed])
+    tasks = plan_tasks(cfg, samples, out_dir)
+    seeds = len(bench.seeds or [cfg.seed])
+    total = sum(len(row_folds(samples, bench, model)) for model in bench.models) * seeds
     done = total - len(tasks)
     runner = resolve(bench.executor, len(tasks))
     how = (
@@ -302,5 +316,5 @@ def run_benchmark(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> lis
     if need:
         log(f"benchmark: fold checkpoints will take {need / 1e9:.1f} GB")
     execute(tasks, bench.executor, label="benchmark folds")
-    predictions = collect_predictions(cfg, folds, out_dir)
+    predictions = collect_predictions(cfg, samples, out_dir)
     return summarise_benchmark(cfg, samples, predictions, out_dir)

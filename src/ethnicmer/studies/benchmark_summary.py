@@ -16,7 +16,15 @@ Reads the fold predictions of every row and seed and writes, under
   intervals (:mod:`ethnicmer.stats.fairness`);
 - ``context_decoding.*``: the context head's decoding on unseen subjects and
   the colour-only baseline (:mod:`ethnicmer.evaluation.colour`);
+- ``cde.*``: the MEGC2019 composite database evaluation, UF1 and UAR overall and
+  per dataset (:func:`ethnicmer.studies.benchmark_scores.cde_rows`);
+- ``published.*`` (with ``benchmark.published``): the published results on the
+  same protocol, shipped with their sources (:mod:`ethnicmer.studies.published`);
 - ``predictions.csv``, ``confusion_<row>.png`` and ``summary.json``.
+
+Each row is scored on the samples it predicted; rows whose context needs a
+per-subject label test only the labelled subjects, per-group tables never hold
+subjects of unknown ethnicity, and ``summary.json`` counts those left out.
 """
 
 from __future__ import annotations
@@ -30,117 +38,26 @@ import pandas as pd
 
 from ethnicmer.config import BenchmarkConfig, StudyConfig
 from ethnicmer.data.emotions import EMOTION_CLASSES
+from ethnicmer.data.names import UNKNOWN
 from ethnicmer.evaluation.colour import colour_decoding
 from ethnicmer.evaluation.decoding import context_decoding
-from ethnicmer.evaluation.metrics import classification_scores
-from ethnicmer.evaluation.protocols import context_labels, subject_ids
+from ethnicmer.evaluation.protocols import context_labels, labelled, subject_ids
 from ethnicmer.io import write_csv_atomic, write_json_atomic
 from ethnicmer.report.tables import confusion_figure, write_table
-from ethnicmer.stats.classification import score_interval
 from ethnicmer.stats.effects import observations, recognition_effects
 from ethnicmer.stats.fairness import fairness_table
 from ethnicmer.stats.multiple import add_family
-from ethnicmer.stats.resampling import subjects_of
+from ethnicmer.studies.benchmark_scores import (
+    RowPredictions,
+    cde_rows,
+    group_rows,
+    prediction_matrix,
+    row_predictions,
+    seed_rows,
+    table5_row,
+)
 from ethnicmer.studies.comparisons import compare_rows
-
-MIN_CLASS_COUNT = 5
-"""A group with a class of fewer samples is marked; its macro-F1 is not compared."""
-
-
-def _pred_matrix(predictions: pd.DataFrame, model: str, samples: pd.DataFrame) -> np.ndarray:
-    """``(S, N)`` predictions of ``model`` aligned to ``samples`` rows, one row per seed."""
-    rows = []
-    index = pd.MultiIndex.from_frame(samples[["dataset", "subject", "filename"]])
-    for _, part in predictions[predictions["model"] == model].groupby("seed", sort=True):
-        aligned = part.set_index(["dataset", "subject", "filename"])["y_pred"].reindex(index)
-        rows.append(aligned.to_numpy())
-    return np.stack(rows).astype(np.int64)
-
-
-def _group_rows(samples: pd.DataFrame, preds: np.ndarray, model: str) -> list[dict[str, Any]]:
-    y = samples["label_id"].to_numpy()
-    out = []
-    groupings = {
-        "ethnicity": samples["ethnicity"],
-        "dataset": samples["dataset"],
-        "dataset x ethnicity": samples["dataset"] + " / " + samples["ethnicity"],
-    }
-    for grouping, values in groupings.items():
-        for group in sorted(values.unique()):
-            rows = np.flatnonzero((values == group).to_numpy())
-            counts = np.bincount(y[rows], minlength=len(EMOTION_CLASSES))
-            per_seed = [
-                classification_scores(y[rows], p[rows], list(EMOTION_CLASSES)) for p in preds
-            ]
-            small = [
-                EMOTION_CLASSES[k]
-                for k in range(len(EMOTION_CLASSES))
-                if counts[k] < MIN_CLASS_COUNT
-            ]
-            record = {
-                "model": model,
-                "grouping": grouping,
-                "group": group,
-                "subjects": int(
-                    samples.iloc[rows][["dataset", "subject"]].drop_duplicates().shape[0]
-                ),
-                "samples": len(rows),
-                **{f"n_{c}": int(counts[k]) for k, c in enumerate(EMOTION_CLASSES)},
-                "macro_f1": float(np.mean([s["macro_f1"] for s in per_seed])),
-                "uar": float(np.mean([s["uar"] for s in per_seed])),
-                "accuracy": float(np.mean([s["accuracy"] for s in per_seed])),
-                **{
-                    f"recall_{c}": float(
-                        np.mean([np.mean(p[rows][y[rows] == k] == k) for p in preds])
-                    )
-                    if counts[k]
-                    else float("nan")
-                    for k, c in enumerate(EMOTION_CLASSES)
-                },
-                "comparable": not small,
-                "note": (
-                    f"fewer than {MIN_CLASS_COUNT} samples of {', '.join(small)}: "
-                    "macro-F1 not comparable"
-                )
-                if small
-                else "",
-            }
-            out.append(record)
-    return out
-
-
-def _seed_rows(
-    samples: pd.DataFrame,
-    preds: np.ndarray,
-    model: str,
-    seeds: list[int],
-    scores: list[dict[str, float]],
-) -> list[dict[str, Any]]:
-    """One row per seed: per-class F1, macro-F1, UAR and macro-F1 per ethnicity and dataset.
-
-    Args:
-        samples: the scored samples (``N`` rows, the order of ``preds``' columns).
-        preds: ``(S, N)`` int predictions, one row per entry of ``seeds``.
-        scores: :func:`classification_scores` of each seed's predictions.
-    """
-    rows = []
-    for seed, p, score in zip(seeds, preds, scores, strict=True):
-        groups = _group_rows(samples, p[None], model)
-        rows.append(
-            {
-                "model": model,
-                "seed": seed,
-                **{f"f1_{c}": score[f"f1_{c}"] for c in EMOTION_CLASSES},
-                "macro_f1": score["macro_f1"],
-                "uar": score["uar"],
-                **{
-                    f"mf1_{g['group']}": g["macro_f1"]
-                    for g in groups
-                    if g["grouping"] in ("ethnicity", "dataset")
-                },
-            }
-        )
-    return rows
+from ethnicmer.studies.published import published_results
 
 
 def _pairs(bench: BenchmarkConfig) -> list[tuple[str, str]]:
@@ -151,80 +68,32 @@ def _pairs(bench: BenchmarkConfig) -> list[tuple[str, str]]:
     return [(m.name, first) for m in bench.models[1:]]
 
 
-def _table5_row(
-    cfg: StudyConfig,
-    model: Any,
-    preds: np.ndarray,
-    scored: pd.DataFrame,
-    predictions: pd.DataFrame,
-    groups: list[dict[str, Any]],
-) -> dict[str, Any]:
+def _fairness(cfg: StudyConfig, rows: list[RowPredictions]) -> pd.DataFrame:
+    """fairness.csv: every row × grouping (ethnicity, dataset × ethnicity), labelled
+    subjects only."""
     bench = cfg.stages.benchmark
     assert bench is not None
-    classes = list(EMOTION_CLASSES)
-    y = scored["label_id"].to_numpy()
-    per_seed = [classification_scores(y, p, classes) for p in preds]
-    seed_mf1 = [s["macro_f1"] for s in per_seed]
-    subjects = subjects_of(subject_ids(scored), scored["dataset"].to_numpy())
-    interval = score_interval(y, preds, subjects, len(classes), bench.bootstrap, cfg.seed)
-    by = {(g["grouping"], g["group"]): g for g in groups}
-    eth = {g["group"]: g["macro_f1"] for g in groups if g["grouping"] == "ethnicity"}
-    seconds = (
-        predictions.loc[predictions["model"] == model.name]
-        .groupby(["seed", "fold"])["seconds"]
-        .first()
-    )
-    context_input = ""
-    if model.context != "none":
-        context_input = "flow" if model.context_input == "flow" else f"apex ({model.apex_colour})"
-    row = {
-        "model": model.name,
-        "context": model.context,
-        "context_input": context_input,
-        "backbones": model.emotion_backbone
-        + ("" if model.context == "none" else f" + {model.context_backbone}"),
-        **{f"f1_{c}": float(np.mean([s[f"f1_{c}"] for s in per_seed])) for c in classes},
-        "macro_f1": float(np.mean(seed_mf1)),
-        "mf1_ci_low": interval.low,
-        "mf1_ci_high": interval.high,
-        "mf1_se": interval.se,
-        "uf1": float(np.mean([s["uf1"] for s in per_seed])),
-        "uar": float(np.mean([s["uar"] for s in per_seed])),
-        **{f"mf1_{g}": v for g, v in sorted(eth.items())},
-        **{f"mf1_{d}": by[("dataset", d)]["macro_f1"] for d in sorted(scored["dataset"].unique())},
-        "seeds": len(preds),
-        "seed_mf1_min": float(np.min(seed_mf1)),
-        "seed_mf1_max": float(np.max(seed_mf1)),
-        "compute_seconds": float(seconds.sum()),
-        "median_fold_seconds": float(seconds.median()),
-    }
-    if len(eth) == 2:
-        (g1, v1), (g2, v2) = sorted(eth.items())
-        row[f"gap_{g1}_minus_{g2}"] = v1 - v2
-    return row
-
-
-def _fairness(
-    cfg: StudyConfig, scored: pd.DataFrame, matrices: dict[str, np.ndarray]
-) -> pd.DataFrame:
-    """fairness.csv: every row × grouping (ethnicity, dataset × ethnicity)."""
-    bench = cfg.stages.benchmark
-    assert bench is not None
-    y = scored["label_id"].to_numpy()
-    ids = subject_ids(scored)
-    groupings = {
-        "ethnicity": scored["ethnicity"].astype(str).to_numpy(),
-        "dataset x ethnicity": (scored["dataset"] + " / " + scored["ethnicity"]).to_numpy(),
-    }
     parts = []
-    for name, preds in matrices.items():
+    for row in rows:
+        keep = labelled(row.samples)
+        samples, preds = row.samples[keep], row.preds[:, keep]
+        groupings = {
+            "ethnicity": samples["ethnicity"].astype(str).to_numpy(),
+            "dataset x ethnicity": (samples["dataset"] + " / " + samples["ethnicity"]).to_numpy(),
+        }
         for grouping, groups in groupings.items():
             if len(np.unique(groups)) < 2:
                 continue
             table = fairness_table(
-                y, preds, ids, groups, list(EMOTION_CLASSES), bench.bootstrap, cfg.seed
+                samples["label_id"].to_numpy(),
+                preds,
+                subject_ids(samples),
+                groups,
+                list(EMOTION_CLASSES),
+                bench.bootstrap,
+                cfg.seed,
             )
-            parts.append(table.assign(model=name, grouping=grouping))
+            parts.append(table.assign(model=row.name, grouping=grouping))
     if not parts:
         return pd.DataFrame()
     table = pd.concat(parts, ignore_index=True)
@@ -250,6 +119,7 @@ def _decoding(cfg: StudyConfig, scored: pd.DataFrame, predictions: pd.DataFrame)
             continue
         seed = (bench.seeds or [cfg.seed])[0]
         labels, _ = context_labels(scored, model.context, seed)
+        keep = labels >= 0  # subjects with the label (the row trains on no others)
         for grey, what in (
             (False, "raw crops"),
             (model.apex_colour == "grey", "as the row reads them"),
@@ -258,7 +128,9 @@ def _decoding(cfg: StudyConfig, scored: pd.DataFrame, predictions: pd.DataFrame)
             if key in done and what == "raw crops":
                 continue
             done.add(key)
-            for record in colour_decoding(scored, labels, grey, bench.bootstrap, cfg.seed):
+            for record in colour_decoding(
+                scored[keep], labels[keep], grey, bench.bootstrap, cfg.seed
+            ):
                 baselines.append(
                     {
                         "model": model.name,
@@ -275,6 +147,79 @@ def _decoding(cfg: StudyConfig, scored: pd.DataFrame, predictions: pd.DataFrame)
     return add_family(table, "p_permutation", "context decoding", "exploratory")
 
 
+def _left_out(samples: pd.DataFrame) -> dict[str, Any]:
+    """Samples and subjects without an ethnicity group: used by emotion-only rows, the
+    CDE table and the paired comparisons; left out of every per-group table."""
+    unknown = samples[~labelled(samples)]
+    return {
+        "samples": len(unknown),
+        "subjects": int(unknown[["dataset", "subject"]].drop_duplicates().shape[0]),
+        "by_dataset": unknown["dataset"].value_counts().sort_index().to_dict(),
+        "reason": f"no demographics (data.demographics.missing: unknown; ethnicity {UNKNOWN!r})",
+    }
+
+
+def _score_tables(
+    cfg: StudyConfig, rows: list[RowPredictions], predictions: pd.DataFrame, out_dir: Path
+) -> tuple[pd.DataFrame, pd.DataFrame, list[Path]]:
+    """table5, groups, seeds, cde and the confusion figures; returns (table5, cde, files)."""
+    bench = cfg.stages.benchmark
+    assert bench is not None
+    run_seeds = sorted(bench.seeds or [cfg.seed])  # the row order of every prediction matrix
+    written: list[Path] = []
+    table_rows, group_records, seed_records, cde_records = [], [], [], []
+    for model, row in zip(bench.models, rows, strict=True):
+        seed_records += seed_rows(row, run_seeds)
+        groups = group_rows(row)
+        group_records += groups
+        table_rows.append(table5_row(cfg, model, row, predictions, groups))
+        cde_records.append(cde_rows(row))
+        written.append(
+            confusion_figure(
+                np.tile(row.y, len(row.preds)),
+                row.preds.reshape(-1),
+                list(EMOTION_CLASSES),
+                f"{model.name} ({bench.protocol}, {len(row.preds)} seed(s))",
+                out_dir / f"confusion_{model.name}.png",
+            )
+        )
+    table = pd.DataFrame(table_rows)
+    cde = pd.DataFrame(cde_records)
+    written += write_table(
+        table, out_dir / "table5", "LOSO benchmark (paper Table V): concatenated predictions"
+    )
+    written += write_table(
+        pd.DataFrame(group_records),
+        out_dir / "groups",
+        "Macro-F1 per ethnicity group, dataset and dataset x ethnicity cell (subjects of "
+        "unknown ethnicity in no ethnicity group)",
+    )
+    written += write_table(
+        pd.DataFrame(seed_records),
+        out_dir / "seeds",
+        "Per-seed scores (each seed: its own run of the protocol; Table V gives their mean)",
+    )
+    written += write_table(
+        cde,
+        out_dir / "cde",
+        "Composite database evaluation (MEGC2019): UF1 and UAR on pooled predictions, "
+        "overall and per dataset, mean over seeds",
+    )
+    return table, cde, written
+
+
+def _published(bench: BenchmarkConfig, out_dir: Path) -> tuple[pd.DataFrame, list[Path]]:
+    """The published-results table the config names (``benchmark.published``)."""
+    if bench.published is None:
+        return pd.DataFrame(), []
+    table = published_results(bench.published)
+    return table, write_table(
+        table,
+        out_dir / "published",
+        "Published results on the same protocol (as printed; see the notes and sources)",
+    )
+
+
 def summarise_benchmark(
     cfg: StudyConfig, samples: pd.DataFrame, predictions: pd.DataFrame, out_dir: Path
 ) -> list[Path]:
@@ -285,53 +230,26 @@ def summarise_benchmark(
     scored = samples[
         samples.set_index(keys).index.isin(predictions.set_index(keys).index)
     ].reset_index(drop=True)
-    y = scored["label_id"].to_numpy()
-    classes = list(EMOTION_CLASSES)
-    written: list[Path] = []
-    table_rows, group_rows, seed_rows, matrices = [], [], [], {}
-    run_seeds = sorted(bench.seeds or [cfg.seed])  # the row order of every prediction matrix
-    for model in bench.models:
-        preds = _pred_matrix(predictions, model.name, scored)
-        matrices[model.name] = preds
-        per_seed = [classification_scores(y, p, classes) for p in preds]
-        seed_rows += _seed_rows(scored, preds, model.name, run_seeds, per_seed)
-        groups = _group_rows(scored, preds, model.name)
-        group_rows += groups
-        table_rows.append(_table5_row(cfg, model, preds, scored, predictions, groups))
-        written.append(
-            confusion_figure(
-                np.tile(y, len(preds)),
-                preds.reshape(-1),
-                classes,
-                f"{model.name} (LOSO, {len(preds)} seed(s))",
-                out_dir / f"confusion_{model.name}.png",
-            )
-        )
-    table = pd.DataFrame(table_rows)
-    written += write_table(
-        table, out_dir / "table5", "LOSO benchmark (paper Table V): concatenated predictions"
-    )
-    written += write_table(
-        pd.DataFrame(group_rows),
-        out_dir / "groups",
-        "Macro-F1 per ethnicity group, dataset and dataset x ethnicity cell",
-    )
-    written += write_table(
-        pd.DataFrame(seed_rows),
-        out_dir / "seeds",
-        "Per-seed scores (each seed: its own LOSO run; Table V gives their mean)",
-    )
-    subjects = subjects_of(subject_ids(scored), scored["dataset"].to_numpy())
+    rows = [row_predictions(predictions, model.name, scored) for model in bench.models]
+    table, cde, written = _score_tables(cfg, rows, predictions, out_dir)
     pairs = _pairs(bench)
     exploratory = bench.purpose == "exploratory"
+    matrices = {m.name: prediction_matrix(predictions, m.name, scored) for m in bench.models}
     comparisons = compare_rows(
-        y, matrices, pairs, subjects, len(classes), bench.bootstrap, cfg.seed, exploratory
+        scored,
+        matrices,
+        pairs,
+        len(EMOTION_CLASSES),
+        bench.bootstrap,
+        cfg.seed,
+        exploratory,
     )
     written += write_table(
         comparisons,
         out_dir / "comparisons",
-        "Paired comparisons (A - B): two-level bootstrap (seeds, subjects within dataset), "
-        "randomisation over subjects, family-adjusted p, minimum detectable effect",
+        "Paired comparisons (A - B) on the samples both rows predicted: two-level bootstrap "
+        "(seeds, subjects within dataset), randomisation over subjects, family-adjusted p, "
+        "minimum detectable effect",
     )
     groups = tuple(cfg.data.demographics.paper_groups[r] for r in ("Asian", "Non-Asian"))
     effects = _effects(predictions, scored, pairs, groups, exploratory)  # type: ignore[arg-type]
@@ -341,7 +259,7 @@ def summarise_benchmark(
         "Recognition effects (GEE, binomial / Gaussian, exchangeable within subject): "
         "odds ratios of a correct prediction and log-loss differences",
     )
-    fairness = _fairness(cfg, scored, matrices)
+    fairness = _fairness(cfg, rows)
     written += write_table(
         fairness,
         out_dir / "fairness",
@@ -352,20 +270,26 @@ def summarise_benchmark(
     written += write_table(
         decoding,
         out_dir / "context_decoding",
-        "Context head on unseen (LOSO test) subjects, and what colour alone decodes: "
+        "Context head on unseen (test) subjects, and what colour alone decodes: "
         "balanced accuracy vs chance over all samples and within each dataset "
         "(permutation over subjects)",
     )
+    published, files = _published(bench, out_dir)
+    written += files
     written.append(write_csv_atomic(predictions, out_dir / "predictions.csv"))
-    summary = out_dir / "summary.json"
-    write_json_atomic(
-        summary,
+    folds = int(predictions["fold"].nunique())
+    summary = write_json_atomic(
+        out_dir / "summary.json",
         {
-            "folds": int(predictions["fold"].nunique()),
+            "protocol": bench.protocol,
+            "folds": folds,
             "samples_scored": len(scored),
-            "full_loso": int(predictions["fold"].nunique()) == len(set(subject_ids(samples))),
-            "seeds": run_seeds,
+            "full_loso": bench.protocol == "loso" and folds == len(set(subject_ids(samples))),
+            "seeds": sorted(bench.seeds or [cfg.seed]),
+            "left_out_of_group_tables": _left_out(scored),
             "table5": json.loads(table.to_json(orient="records")),
+            "cde": json.loads(cde.to_json(orient="records")),
+            "published": json.loads(published.to_json(orient="records")),
             "comparisons": json.loads(comparisons.to_json(orient="records")),
             "effects": json.loads(effects.to_json(orient="records")),
             "context_decoding": json.loads(decoding.to_json(orient="records")),

@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ethnicmer.evaluation.protocols import subject_ids
 from ethnicmer.stats.classification import paired_comparison
 from ethnicmer.stats.multiple import add_family
-from ethnicmer.stats.resampling import Subjects
+from ethnicmer.stats.resampling import subjects_of
 
 CONFIRMATORY = "Table V pairs"
 SINGLE_SEED = "Table V pairs (single seed)"
@@ -45,6 +46,8 @@ COLUMNS = [
     "family_kind",
     "family_size",
     "p_permutation_adjusted",
+    "samples",
+    "subjects",
     "seeds",
     "seed_difference_min",
     "seed_difference_max",
@@ -54,10 +57,9 @@ COLUMNS = [
 
 
 def compare_rows(
-    y_true: np.ndarray,
+    scored: pd.DataFrame,
     matrices: dict[str, np.ndarray],
     pairs: list[tuple[str, str]],
-    subjects: Subjects,
     n_classes: int,
     resamples: int,
     seed: int,
@@ -65,17 +67,29 @@ def compare_rows(
 ) -> pd.DataFrame:
     """One row per pair with the difference, its interval, p, MDE, family and adjusted p.
 
+    Each pair is compared on the samples both rows predicted in every seed (a row
+    whose context needs a per-subject label tests only the labelled subjects).
+
     Args:
-        y_true: ``(N,)`` labels; matrices: row name → ``(S, N)`` predictions.
+        scored: the scored samples (``dataset``, ``subject``, ``label_id``), ``N`` rows.
+        matrices: row name → ``(S, N)`` predictions, ``-1`` where a row made none.
         pairs: (A, B) row names; the difference is A − B.
-        subjects: the scored samples' subjects (strata: datasets).
         resamples: bootstrap and randomisation resamples; seed: seeds them.
         exploratory: the benchmark is declared exploratory (``purpose``).
     """
     rows: list[dict[str, Any]] = []
     for a, b in pairs:
+        common = (matrices[a] >= 0).all(axis=0) & (matrices[b] >= 0).all(axis=0)
+        both = scored[common]
+        subjects = subjects_of(subject_ids(both), both["dataset"].to_numpy())
         result = paired_comparison(
-            y_true, matrices[a], matrices[b], subjects, n_classes, resamples, seed
+            both["label_id"].to_numpy(),
+            matrices[a][:, common],
+            matrices[b][:, common],
+            subjects,
+            n_classes,
+            resamples,
+            seed,
         )
         single = result.n_seeds < 2
         rows.append(
@@ -90,6 +104,8 @@ def compare_rows(
                 "se": result.se,
                 "mde": result.mde,
                 "p_permutation": result.p_value,
+                "samples": int(common.sum()),
+                "subjects": subjects.count,
                 "seeds": result.n_seeds,
                 "seed_difference_min": float(np.min(result.seed_differences)),
                 "seed_difference_max": float(np.max(result.seed_differences)),
