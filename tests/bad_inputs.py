@@ -845,6 +845,138 @@ def _(ws: Workspace) -> list[str]:
     return ws.build()
 
 
+# --- beyond two datasets (issue 17): SMIC, the table source, protocols, published table
+
+
+def _smic_table(ws: Workspace, rows: list[str]) -> Path:
+    header = "data,subject,clip,label,onset_frame,apex_frame,offset_frame"
+    return ws.write("smic.csv", "\n".join([header, *rows]) + "\n")
+
+
+@case(
+    "SMIC clip of another subject",
+    2,
+    r"smic\.csv, line 2: clip: SMIC clip 's2_ne_01' belongs to s2",
+)
+def _(ws: Workspace) -> list[str]:
+    table = _smic_table(ws, ["smic,s1,s2_ne_01,0,10,12,14"])
+    return ws.build(sources=[{"kind": "smic", "table": str(table)}])
+
+
+@case("SMIC row of another dataset", 2, r"smic\.csv, line 2: data 'samm' is not smic")
+def _(ws: Workspace) -> list[str]:
+    table = _smic_table(ws, ["samm,s1,s1_ne_01,0,10,12,14"])
+    return ws.build(sources=[{"kind": "smic", "table": str(table)}])
+
+
+@case("SMIC label outside the classes", 2, r"line 2: label '7' is not 0, 1, 2")
+def _(ws: Workspace) -> list[str]:
+    table = _smic_table(ws, ["smic,s1,s1_ne_01,7,10,12,14"])
+    return ws.build(sources=[{"kind": "smic", "table": str(table)}])
+
+
+@case(
+    "table source without images",
+    2,
+    r"missing column\(s\) \['flow_path, or onset_path and apex_path'\]",
+)
+def _(ws: Workspace) -> list[str]:
+    table = ws.write("own.csv", "dataset,subject,filename,emotion\nmylab,p1,c1,happiness\n")
+    return ws.build(sources=[{"kind": "table", "path": str(table)}])
+
+
+@case(
+    "table source row with neither frames nor flow",
+    2,
+    r"own\.csv, line 3: give flow_path, or onset_path",
+)
+def _(ws: Workspace) -> list[str]:
+    flow = ws.flow(0)
+    table = ws.write(
+        "own.csv",
+        f"dataset,subject,filename,label,flow_path\nmylab,p1,c1,0,{flow}\nmylab,p1,c2,1,\n",
+    )
+    return ws.build(sources=[{"kind": "table", "path": str(table)}])
+
+
+@case(
+    "table source: two demographics for one subject",
+    2,
+    r"line 3: demographics of mylab/p1 .* differ from line 2",
+)
+def _(ws: Workspace) -> list[str]:
+    flow = ws.flow(0)
+    rows = [
+        "dataset,subject,filename,label,flow_path,race_code,gender,age_bin",
+        f"mylab,p1,c1,0,{flow},2,0,3",
+        f"mylab,p1,c2,1,{flow},0,0,3",
+    ]
+    table = ws.write("own.csv", "\n".join(rows) + "\n")
+    return ws.build(sources=[{"kind": "table", "path": str(table)}])
+
+
+@case(
+    "table source: demographics given twice, differently",
+    2,
+    r"demographics of samm/006 .* differ from",
+)
+def _(ws: Workspace) -> list[str]:
+    flow = ws.flow(0)
+    table = ws.write(
+        "own.csv",
+        f"dataset,subject,filename,label,flow_path,race_code,gender,age_bin\nsamm,6,x1,0,{flow},4,1,9\n",
+    )
+    return ws.build(sources=[{"kind": "table", "path": str(table)}])
+
+
+@case(
+    "table-source subject without demographics",
+    2,
+    r"has no demographics row \(set data\.demographics\.missing: unknown",
+)
+def _(ws: Workspace) -> list[str]:
+    flow = ws.flow(0)
+    table = ws.write("own.csv", f"dataset,subject,filename,label,flow_path\nmylab,p1,c1,0,{flow}\n")
+    return ws.build(sources=[{"kind": "table", "path": str(table)}])
+
+
+@case(
+    "train_test protocol without datasets",
+    2,
+    r"protocol train_test needs train_datasets and test_datasets",
+)
+def _(ws: Workspace) -> list[str]:
+    stages = {"benchmark": {"protocol": "train_test", "models": [{"name": "m"}]}}
+    return ["db", "build", str(ws.config(stages=stages))]
+
+
+@case(
+    "train_test with a dataset not in the samples",
+    2,
+    r"\['smic'\] are not in the samples",
+    needs=("torch",),
+)
+def _(ws: Workspace) -> list[str]:
+    bench = {
+        "protocol": "train_test",
+        "train_datasets": ["casme2"],
+        "test_datasets": ["smic"],
+        "models": [{"name": "m"}],
+        "epochs": 1,
+    }
+    return ["benchmark", str(ws.config(stages={"benchmark": bench}))]
+
+
+@case(
+    "MEGC dataset filter drops a dataset ethnicmer cannot read",
+    0,
+    r"dataset mmew not in the source's datasets",
+)
+def _(ws: Workspace) -> list[str]:
+    ws.edit_csv(lambda lines: [*lines, "mmew,S1,clip1,0,,x.jpg,"])
+    return ["db", "build", str(ws.config(data=ws.megc_data(datasets=["casme2", "samm"])))]
+
+
 @case("Ctrl-C", 130, r"interrupted; .* re-run the same command to resume", setup="interrupt")
 def _(ws: Workspace) -> list[str]:
     return ws.build()

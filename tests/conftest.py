@@ -142,3 +142,52 @@ def tiny_benchmark_config(tmp_path: Path, root: Path, models: list[dict], **benc
         "stages": {"benchmark": settings},
     }
     return write_config(tmp_path, payload)
+
+
+SMIC_SUBJECTS = ["s01", "s02", "s03"]
+
+
+def write_megc_rows(root: Path, rows: list[tuple[str, str, str, int]], seed: int) -> list[str]:
+    """Random 28 px flow PNGs (with a learnable label signal) and 32 px apex crops in the
+    MEGC2019 layout under ``root`` for ``(dataset, sub, filename_o, label)`` rows; returns
+    the CSV lines (files named by the CSV's own spellings, as the shared sets are)."""
+    import numpy as np
+    from PIL import Image
+
+    flow_dir = root / "datasets" / "STSNet_whole_norm_u_v_os"
+    apex_dir = root / "datasets" / "combined_datasets_whole"
+    flow_dir.mkdir(parents=True, exist_ok=True)
+    apex_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    lines = []
+    for dataset, subject, filename, label in rows:
+        image = rng.integers(0, 60, size=(28, 28, 3), dtype=np.uint8)
+        image[:, :, label] += 150
+        Image.fromarray(image).save(flow_dir / f"{subject}_{filename} .png")
+        crop = f"{subject}_{filename.replace('s0', 's', 1) if dataset == 'smic' else filename}.jpg"
+        Image.fromarray(rng.integers(0, 255, size=(32, 32, 3), dtype=np.uint8)).save(
+            apex_dir / crop
+        )
+        lines.append(f"{dataset},{subject},{filename},{label},,{crop},")
+    return lines
+
+
+@pytest.fixture(scope="session")
+def tiny_cde(tiny_megc: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny_megc`` plus SMIC rows in the full composite's spelling (subject ``s01``,
+    clip ``s01_ne_01``, apex crop ``s01_s1_ne_01.jpg``); SMIC subjects have no
+    demographics in the shipped table."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("tiny_cde")
+    shutil.copytree(tiny_megc, root, dirs_exist_ok=True)
+    codes = ("ne", "po", "sur")
+    rows = [
+        ("smic", s, f"{s}_{codes[k % 3]}_{k + 1:02d}", k % 3)
+        for s in SMIC_SUBJECTS
+        for k in range(4)
+    ]
+    lines = write_megc_rows(root, rows, seed=1)
+    csv = root / "combined_3_class2_for_optical_flow.csv"
+    csv.write_text(csv.read_text() + "\n".join(lines) + "\n")
+    return root

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ethnicmer.config import MegcFlowSource, StudyConfig
+from ethnicmer.config import MegcFlowSource, SmicSource, StudyConfig, TableSource
 from ethnicmer.digests import DigestCache
 from ethnicmer.errors import DataError
 from ethnicmer.io import write_csv_atomic, write_json_atomic, write_parquet_atomic
@@ -65,6 +65,12 @@ def _database_inputs(cfg: StudyConfig) -> dict[str, Any]:
                     "samm_sheet": input_digest(source.samm_sheet),
                 }
             )
+        elif isinstance(source, TableSource):
+            sources.append({"table": input_digest(source.path), "files": _listed_files(source)})
+        elif isinstance(source, SmicSource):
+            sources.append(
+                {"table": input_digest(source.table), "frames": input_digest(source.frames)}
+            )
         else:
             sources.append(
                 {"sheet": input_digest(source.sheet), "frames": input_digest(source.frames)}
@@ -78,6 +84,39 @@ def _database_inputs(cfg: StudyConfig) -> dict[str, Any]:
         "overrides": input_digest(data.demographics.overrides),
         "apex_corrections": input_digest(data.apex_corrections),
     }
+
+
+def _listed_files(source: TableSource) -> str:
+    """Listing digest of every file a ``table`` source names (path, size, mtime, ctime,
+    inode; contents are digested by the database stage), so a replaced image re-runs it."""
+    import hashlib
+
+    from ethnicmer.data.sheets import read_table
+    from ethnicmer.data.table import PATHS, resolve_path
+
+    if not source.path.is_file():
+        return "missing"
+    try:
+        table = read_table(source.path)
+    except DataError:
+        return "unreadable"
+    folder = source.root if source.root is not None else source.path.parent
+    digest = hashlib.sha256()
+    columns = {c.strip().lower(): c for c in table.columns}
+    for column in (columns[name] for name in PATHS if name in columns):
+        for value in table[column]:
+            path = resolve_path(value, folder)
+            if not path:
+                continue
+            try:
+                stat = Path(path).stat()
+                line = (
+                    f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\t{stat.st_ctime_ns}\t{stat.st_ino}"
+                )
+            except OSError:
+                line = f"{path}\tmissing"
+            digest.update(f"{line}\n".encode())
+    return digest.hexdigest()
 
 
 def digest_cache(cfg: StudyConfig) -> DigestCache:

@@ -36,7 +36,7 @@ from ethnicmer.data.demographics import (
     merge_demographics,
 )
 from ethnicmer.data.emotions import EMOTION_CLASSES, map_emotion, to_binary
-from ethnicmer.data.frames import find_frame
+from ethnicmer.data.frames import find_frame, index_frames
 from ethnicmer.data.images import check_flow_image, check_flow_sizes, decode_image
 from ethnicmer.data.megc import read_megc_flow_set
 from ethnicmer.data.names import UNKNOWN
@@ -359,6 +359,7 @@ def _apply_apex_policy(table: pd.DataFrame, cfg: DataConfig, ledger: _Ledger) ->
 
 
 def _resolve_frames(table: pd.DataFrame, ledger: _Ledger) -> pd.DataFrame:
+    index_frames.cache_clear()  # folders may have changed since an earlier build
     keep, onsets, apexes = [], [], []
     for index, row in table.iterrows():
         root = row.get("frames_root", "")

@@ -36,6 +36,7 @@ built-in readers.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -52,12 +53,14 @@ DEMOGRAPHICS = ("race_code", "race", "gender", "age_bin")
 OPTIONAL = ("onset", "apex", "offset", "action_units", "emotion", "label", *PATHS, *DEMOGRAPHICS)
 
 
-def _resolve(value: object, folder: Path) -> str:
+def resolve_path(value: object, folder: Path) -> str:
+    """A path cell as a normalised path string (relative to ``folder``; ``..`` folded,
+    symbolic links kept); ``""`` when empty."""
     text = cell_text(value)
     if not text:
         return ""
     path = Path(text).expanduser()
-    return str(path if path.is_absolute() else folder / path)
+    return os.path.normpath(path if path.is_absolute() else Path(folder) / path)
 
 
 def read_sample_table(path: Path, root: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -117,7 +120,7 @@ def read_sample_table(path: Path, root: Path | None = None) -> tuple[pd.DataFram
             "source_row": int(index),
         }
         for name in PATHS:
-            record[name] = _resolve(cell(row, name), folder)
+            record[name] = resolve_path(cell(row, name), folder)
         if not record["flow_path"] and not (record["onset_path"] and record["apex_path"]):
             raise DataError(f"{where}: give flow_path, or onset_path and apex_path")
         for name in ("onset", "apex", "offset"):

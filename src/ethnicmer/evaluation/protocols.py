@@ -161,6 +161,18 @@ def labelled(samples: pd.DataFrame, column: str = "ethnicity") -> np.ndarray:
     return known
 
 
+def unlabelled_counts(samples: pd.DataFrame) -> dict[str, object]:
+    """How many samples and subjects have no ethnicity group, per dataset, and why: the
+    per-group analyses leave them out and say so (``data.demographics.missing: unknown``)."""
+    unknown = samples[~labelled(samples)]
+    return {
+        "samples": len(unknown),
+        "subjects": int(unknown[["dataset", "subject"]].drop_duplicates().shape[0]),
+        "by_dataset": {str(k): int(v) for k, v in unknown["dataset"].value_counts().items()},
+        "reason": f"no demographics (data.demographics.missing: unknown; ethnicity {UNKNOWN!r})",
+    }
+
+
 def row_samples(samples: pd.DataFrame, context: str) -> np.ndarray:
     """``(N,)`` bool: the samples a benchmark row trains and tests on.
 
@@ -216,9 +228,14 @@ def context_labels(samples: pd.DataFrame, context: str, seed: int) -> tuple[np.n
         ]
         values = pd.Series(values, index=samples.index)
     elif context in ("ethnicity", "dataset", "gender", "age_bin"):
-        values = samples[context].astype(str)
-        if context in LABELLED_CONTEXTS:
-            values = values.where(labelled(samples, LABELLED_CONTEXTS[context]), None)
+        known = (
+            labelled(samples, LABELLED_CONTEXTS[context])
+            if context in LABELLED_CONTEXTS
+            else np.ones(len(samples), dtype=bool)
+        )
+        values = [
+            str(v) if k else None for v, k in zip(samples[context], known, strict=True)
+        ]
     else:
         raise ConfigError(f"unknown context attribute {context!r}")
     classes = sorted({v for v in values if v is not None})

@@ -358,13 +358,44 @@ def _benchmark_section(run_dir: Path) -> Section | None:
         return None
     summary = json.loads((folder / "summary.json").read_text())
     section = Section("LOSO benchmark (Table V)", "benchmark")
-    scope = "full LOSO" if summary["full_loso"] else f"{summary['folds']} folds (not a full LOSO)"
+    protocol = summary.get("protocol", "loso")
+    if protocol == "loso":
+        scope = (
+            "full LOSO" if summary["full_loso"] else f"{summary['folds']} folds (not a full LOSO)"
+        )
+    else:
+        scope = f"protocol {protocol.replace('_', ' ')}, {summary['folds']} fold(s)"
     section.say(
         f"{scope}, {summary['samples_scored']} samples scored; predictions concatenated over folds."
     )
+    left_out = summary.get("left_out_of_group_tables", {})
+    if left_out.get("samples"):
+        per_dataset = ", ".join(f"{d} {n}" for d, n in left_out["by_dataset"].items())
+        section.say(
+            f"{left_out['samples']} samples of {left_out['subjects']} subjects ({per_dataset}) "
+            f"have no ethnicity group ({left_out['reason']}): emotion-only rows, the CDE table "
+            "and the paired comparisons use them; the ethnicity-context rows, the per-group "
+            "tables, the effect models and the fairness table leave them out."
+        )
     section.table(
         folder / "table5.csv", "Table V: per-class F1, macro-F1 with 95% CI over subjects, UF1, UAR"
     )
+    section.table(
+        folder / "cde.csv",
+        "Composite database evaluation (MEGC2019): UF1 and UAR on the pooled predictions, "
+        "overall and per dataset (mean over seeds)",
+    )
+    if summary.get("published"):
+        section.table(
+            folder / "published.csv",
+            "Published results on the same protocol, as printed (input, whether the epoch was "
+            "chosen on the test subject, source, where the figure was read, notes)",
+        )
+        section.say(
+            "Published figures whose epoch was chosen on the test subject (epoch_selection "
+            "test_subject) are not comparable with fixed-epoch rows such as ours.",
+            note=True,
+        )
     section.table(
         folder / "comparisons.csv",
         "Paired comparisons (A - B): interval over seeds and subjects, family-adjusted p, "

@@ -32,6 +32,7 @@ import pandas as pd
 
 from ethnicmer.config import CamConfig, ModelConfig, StudyConfig
 from ethnicmer.data.emotions import EMOTION_CLASSES
+from ethnicmer.evaluation.protocols import unlabelled_counts
 from ethnicmer.explain.attribution import attribute
 from ethnicmer.explain.au_regions import MEASURES, region_measures
 from ethnicmer.explain.au_regions import template_regions as template_masks
@@ -285,6 +286,7 @@ def run_activation_maps(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) 
             "layers": layers,
             "groups": list(claim_groups(cfg)),
             "groups_note": groups_note,
+            "left_out_of_group_statistics": unlabelled_counts(samples),
             "target": cam.target,
             "region_sources": landmarks["region_source"].value_counts().to_dict(),
             "claims": json.loads(claims.to_json(orient="records")),

@@ -31,17 +31,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ethnicmer.config import BenchmarkConfig, StudyConfig
 from ethnicmer.data.emotions import EMOTION_CLASSES
-from ethnicmer.data.names import UNKNOWN
 from ethnicmer.evaluation.colour import colour_decoding
 from ethnicmer.evaluation.decoding import context_decoding
-from ethnicmer.evaluation.protocols import context_labels, labelled, subject_ids
+from ethnicmer.evaluation.protocols import (
+    context_labels,
+    labelled,
+    subject_ids,
+    unlabelled_counts,
+)
 from ethnicmer.io import write_csv_atomic, write_json_atomic
 from ethnicmer.report.tables import confusion_figure, write_table
 from ethnicmer.stats.effects import observations, recognition_effects
@@ -145,18 +148,6 @@ def _decoding(cfg: StudyConfig, scored: pd.DataFrame, predictions: pd.DataFrame)
     if table.empty:
         return table
     return add_family(table, "p_permutation", "context decoding", "exploratory")
-
-
-def _left_out(samples: pd.DataFrame) -> dict[str, Any]:
-    """Samples and subjects without an ethnicity group: used by emotion-only rows, the
-    CDE table and the paired comparisons; left out of every per-group table."""
-    unknown = samples[~labelled(samples)]
-    return {
-        "samples": len(unknown),
-        "subjects": int(unknown[["dataset", "subject"]].drop_duplicates().shape[0]),
-        "by_dataset": unknown["dataset"].value_counts().sort_index().to_dict(),
-        "reason": f"no demographics (data.demographics.missing: unknown; ethnicity {UNKNOWN!r})",
-    }
 
 
 def _score_tables(
@@ -286,7 +277,7 @@ def summarise_benchmark(
             "samples_scored": len(scored),
             "full_loso": bench.protocol == "loso" and folds == len(set(subject_ids(samples))),
             "seeds": sorted(bench.seeds or [cfg.seed]),
-            "left_out_of_group_tables": _left_out(scored),
+            "left_out_of_group_tables": unlabelled_counts(scored),
             "table5": json.loads(table.to_json(orient="records")),
             "cde": json.loads(cde.to_json(orient="records")),
             "published": json.loads(published.to_json(orient="records")),

@@ -55,7 +55,7 @@ from sklearn.svm import SVC
 from ethnicmer.config import PrimaFacieConfig, StudyConfig
 from ethnicmer.errors import ConfigError
 from ethnicmer.evaluation.features import extract_features
-from ethnicmer.evaluation.protocols import subject_ids
+from ethnicmer.evaluation.protocols import labelled, subject_ids, unlabelled_counts
 from ethnicmer.io import save_figure_atomic, write_csv_atomic, write_json_atomic
 from ethnicmer.progress import progress
 from ethnicmer.report.tables import write_table
@@ -235,6 +235,8 @@ def run_prima_facie(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> l
     """
     pf = cfg.stages.prima_facie
     assert pf is not None
+    left_out = unlabelled_counts(samples)
+    samples = samples[labelled(samples)]  # the scenarios draw subjects by ethnicity group
     samples = samples.sort_values(["dataset", "subject", "filename"]).reset_index(drop=True)
     roles = cfg.data.demographics.paper_groups
     groups = (roles["Asian"], roles["Non-Asian"])
@@ -288,6 +290,7 @@ def run_prima_facie(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> l
             "maximum": maximum,
             **matched,
         }
+    summaries["left_out"] = left_out
     summary_json = out_dir / "summary.json"
     write_json_atomic(summary_json, summaries)
     written.append(summary_json)
