@@ -160,3 +160,40 @@ def test_simulate_command(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["simulate", str(write_config(tmp_path, payload)), "--json"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "sim" / "truth.csv").is_file()
+
+
+def test_face_simulator_writes_smic_hs_e_read_by_the_smic_reader(tmp_path: Path) -> None:
+    """SMIC-E-HS layout: table + SMIC_HS_E/<s>/<clip>/image<frame>.jpg, colour frames;
+    dlib finds the face on the simulated SMIC frames (the flow stage from raw frames)."""
+    out = tmp_path / "sim"
+    cfg = SimulateConfig(
+        out=out,
+        kind="face",
+        subjects_per_dataset=2,
+        smic_subjects=2,
+        samples_per_subject=3,
+        frames_per_sample=5,
+        image_size=128,
+    )
+    write_simulated_study(cfg, seed=3)
+    truth = pd.read_csv(out / "truth.csv", dtype={"subject": str})
+    smic_truth = truth[truth["dataset"] == "smic"]
+    assert len(smic_truth) == 6 and set(smic_truth["group"]) == {"A", "B"}
+    data = synthetic_data_section(out)
+    data["sources"] = [
+        {
+            "kind": "smic",
+            "table": str(out / "SMIC" / "smic_hs_e.csv"),
+            "frames": str(out / "SMIC" / "SMIC_HS_E"),
+        }
+    ]
+    payload = {"study": "smic", "data": data, "stages": {"flow": {"crop_size": 96, "workers": 1}}}
+    study = load_config(write_config(tmp_path, payload))
+    run_stage(DATABASE, study)
+    run_stage(FLOW, study)
+    samples = samples_with_flows(study)
+    merged = samples.merge(smic_truth, on=["dataset", "subject", "filename"], suffixes=("", "_t"))
+    assert len(merged) == 6 and (merged["label"] == merged["label_t"]).all()
+    assert (merged["landmarks_path"] != "").all()  # aligned by dlib on the SMIC frames
+    frame = cv2.imread(samples["onset_path"].iloc[0])
+    assert frame.shape == (128, 128, 3) and np.ptp(frame[..., 2].astype(int) - frame[..., 0]) > 0

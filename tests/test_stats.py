@@ -342,6 +342,18 @@ def test_effects_say_what_the_design_cannot_estimate():
     assert "not estimable" in eth["note"] and np.isnan(eth["estimate"])
     interaction = effects[effects["effect"] == "row × ethnicity"].iloc[0]
     assert "not estimable" in interaction["note"]
+    # a third dataset with both groups (SMIC with user-supplied demographics) is a further
+    # stratum of the ethnicity effect and a further level of the dataset effect
+    third = samples.copy()
+    third.loc[third["subject"].isin([f"{s:03d}" for s in range(6)]), "dataset"] = "smic"
+    third.loc[third["subject"].isin([f"{s:03d}" for s in range(4)]), "ethnicity"] = "Non-Asian"
+    moved = predictions.merge(third[["subject", "filename", "dataset"]], on=["subject", "filename"])
+    moved = moved.drop(columns="dataset_x").rename(columns={"dataset_y": "dataset"})
+    effects = recognition_effects(observations(moved, third), [], ("Asian", "Non-Asian"))
+    correct = effects[effects["outcome"] == "correct"].set_index("effect")
+    assert correct.loc["ethnicity within dataset", "strata"] == "samm,smic"
+    dataset_rows = effects[(effects["effect"] == "dataset within ethnicity")]
+    assert set(dataset_rows["comparison"]) == {"samm vs casme2", "smic vs casme2"}
 
 
 # --- validation: type-I error and power on synthetic data with subject effects ---------------
