@@ -36,7 +36,7 @@ def _fold_failed(task: FoldTask, exc: BaseException, finished: int, cancelled: i
 
 def _inline(tasks: Sequence[FoldTask], fn: Callable[[FoldTask], Any], label: str) -> list[Any]:
     results = []
-    for i, task in enumerate(progress(list(tasks), label)):
+    for i, task in enumerate(progress(list(tasks), label, every=1)):
         try:
             results.append(fn(task))
         except Exception as exc:
@@ -64,7 +64,7 @@ def _process_pool(
     )
     futures = {pool.submit(fn, task): task for task in tasks}
     try:
-        for future in progress(as_completed(futures), label, total=len(futures)):
+        for future in progress(as_completed(futures), label, total=len(futures), every=1):
             try:
                 results.append(future.result())
             except Exception as exc:
@@ -113,7 +113,7 @@ def _ray(
                     ray.cancel(ref)
                 raise _fold_failed(refs[done[0]], exc, len(results), len(pending)) from exc
 
-    for result in progress(finished(), label, total=len(pending)):
+    for result in progress(finished(), label, total=len(pending), every=1):
         results.append(result)
     return results
 

@@ -233,9 +233,7 @@ def context_labels(samples: pd.DataFrame, context: str, seed: int) -> tuple[np.n
             if context in LABELLED_CONTEXTS
             else np.ones(len(samples), dtype=bool)
         )
-        values = [
-            str(v) if k else None for v, k in zip(samples[context], known, strict=True)
-        ]
+        values = [str(v) if k else None for v, k in zip(samples[context], known, strict=True)]
     else:
         raise ConfigError(f"unknown context attribute {context!r}")
     classes = sorted({v for v in values if v is not None})
