@@ -319,10 +319,23 @@ class ExecutorConfig(_Strict):
     )
 
 
+DEVICE_FIELD = Field(
+    default="auto",
+    pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
+    description="auto (CUDA, else Apple MPS, else CPU) | cpu | cuda | cuda:N | mps",
+)
+
+
 class BenchmarkConfig(_Strict):
     """The LOSO benchmark (paper IV-B, Table V). Defaults are the paper's settings."""
 
     models: list[ModelConfig] = Field(min_length=1)
+    device: str = DEVICE_FIELD
+    precision: Literal["32", "bf16-mixed", "16-mixed"] = Field(
+        default="32",
+        description="32 | bf16-mixed | 16-mixed (autocast; 16-mixed with a gradient scaler); "
+        "mixed precision needs a GPU",
+    )
     input_size: int = Field(default=28, ge=16, description="flow image side in pixels")
     rgb_size: int = Field(default=64, ge=16, description="RGB apex crop side in pixels")
     epochs: int = Field(default=15, ge=1)
@@ -453,6 +466,7 @@ class FlowStageConfig(_Strict):
 class PrimaFacieConfig(_Strict):
     """The prima facie study (paper III-B, IV-A, Table IV) with repeated draws."""
 
+    device: str = DEVICE_FIELD
     subjects: int = Field(default=16, ge=2, description="subjects per scenario (paper: 16)")
     draws: int = Field(
         default=50, ge=1, description="repeated subject draws R (1 = the paper's design)"
@@ -534,6 +548,7 @@ class CamConfig(_Strict):
     test sample explained by the model of the fold that held its subject out.
     """
 
+    device: str = DEVICE_FIELD
     models: list[str] | None = Field(
         default=None, description="benchmark rows to explain; default: every row"
     )

@@ -125,14 +125,15 @@ def default_threads(cfg: ExecutorConfig) -> int:
     return (multiprocessing.cpu_count() or 1) if cfg.kind == "inline" else 1
 
 
-def resolve(cfg: ExecutorConfig, n_tasks: int) -> ExecutorConfig:
+def resolve(cfg: ExecutorConfig, n_tasks: int, accelerator: bool = False) -> ExecutorConfig:
     """``auto`` → a process pool of one worker per core (at most one per task), one
-    torch thread each; inline with one thread on a single core or for a single task."""
+    torch thread each; inline with one thread on a single core, for a single task, or
+    when the folds train on an accelerator (one process feeds the GPU)."""
     if cfg.kind != "auto":
         return cfg
     cores = os.cpu_count() or 1
     threads = default_threads(cfg)
-    if cores < 2 or n_tasks < 2:
+    if cores < 2 or n_tasks < 2 or accelerator:
         return cfg.model_copy(update={"kind": "inline", "threads_per_fold": threads})
     return cfg.model_copy(
         update={"kind": "process", "workers": min(cores, n_tasks), "threads_per_fold": threads}

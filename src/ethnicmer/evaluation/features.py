@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ethnicmer.devices import resolve_compute
 from ethnicmer.digests import sha256_file
 from ethnicmer.evaluation.inputs import input_digest, load_inputs
 from ethnicmer.io import save_npy_atomic
@@ -35,6 +36,7 @@ def extract_features(
     size: int,
     cache_dir: Path,
     batch_size: int = 32,
+    device: str = "auto",
 ) -> np.ndarray:
     """Frozen-backbone features of every sample's flow image, in table order.
 
@@ -44,6 +46,8 @@ def extract_features(
         weights: ``imagenet`` or a local file (``none`` gives random features).
         size: input side in pixels.
         cache_dir: where inputs and features are cached.
+        device: where the backbone runs (:mod:`ethnicmer.devices`; part of the cache key:
+            a GPU's features differ from the CPU's in the last digits).
 
     Returns:
         ``(N, D)`` float32 features.
@@ -53,8 +57,12 @@ def extract_features(
         DataError: a sample has no flow image.
     """
     inputs = input_digest(samples, "flow", size)
+    compute = resolve_compute(device)
     weights_id = sha256_file(weights) if Path(weights).is_file() else weights
-    tag = hashlib.sha256(f"{backbone}|{weights_id}|{size}|{inputs}".encode()).hexdigest()[:16]
+    # the CPU keeps the key older caches had
+    where = "" if compute.kind == "cpu" else f"|{compute.kind}"
+    key = f"{backbone}|{weights_id}|{size}|{inputs}{where}"
+    tag = hashlib.sha256(key.encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"features_{backbone}_{size}_{tag}.npy"
     if path.is_file():
         try:
@@ -63,14 +71,16 @@ def extract_features(
                 return cached
         except (OSError, ValueError):
             pass
+    target = torch.device(compute.device)
     images = torch.from_numpy(load_inputs(samples, "flow", size, Path(cache_dir)))
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    model = create_backbone(backbone, weights).eval()
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1).to(target)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1).to(target)
+    model = create_backbone(backbone, weights).eval().to(target)
     out = []
     starts = range(0, len(images), batch_size)
     for start in progress(starts, f"{backbone} features"):
-        out.append(model((images[start : start + batch_size] - mean) / std).numpy())
+        batch = images[start : start + batch_size].to(target)
+        out.append(model((batch - mean) / std).cpu().numpy())
     features = np.concatenate(out).astype(np.float32)
     save_npy_atomic(path, features)
     return features

@@ -17,10 +17,13 @@ import pandas as pd
 import torch
 
 from ethnicmer.config import ModelConfig
+from ethnicmer.devices import Compute, make_deterministic
 from ethnicmer.io import atomic_path, write_csv_atomic
 from ethnicmer.models.backbones import create_backbone
 from ethnicmer.models.dual import DualContextNet
 from ethnicmer.progress import progress
+
+CPU = Compute("cpu")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class FoldTask:
         threads: torch intra-op threads for this fold.
         n_context: number of context classes.
         show_epochs: draw a progress bar over epochs.
+        compute: the device and precision the fold trains at (:mod:`ethnicmer.devices`).
     """
 
     model: ModelConfig
@@ -76,6 +80,7 @@ class FoldTask:
     n_context: int = 2
     show_epochs: bool = field(default=False)
     checkpoint_precision: str = "float32"
+    compute: Compute = CPU
 
 
 def build_model(model: ModelConfig, n_context: int) -> DualContextNet:
@@ -94,7 +99,10 @@ def build_model(model: ModelConfig, n_context: int) -> DualContextNet:
 def checkpoint_state(net: torch.nn.Module, precision: str = "float32") -> dict[str, torch.Tensor]:
     """``net``'s state dict as saved: floating tensors cast to ``precision`` (float32/float16)."""
     dtype = {"float32": torch.float32, "float16": torch.float16}[precision]
-    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in net.state_dict().items()}
+    return {
+        k: (v.detach().cpu().to(dtype) if v.is_floating_point() else v.detach().cpu())
+        for k, v in net.state_dict().items()
+    }
 
 
 def checkpoint_bytes(model: ModelConfig, n_context: int, precision: str = "float32") -> int:
@@ -127,42 +135,54 @@ def train_model(
     settings: TrainSettings,
     seed: int,
     show_epochs: bool = False,
+    compute: Compute = CPU,
 ) -> list[float]:
     """Train ``net`` in place for ``settings.epochs`` epochs; return the mean loss per epoch.
+
+    ``net`` and the tensors are on ``compute.device`` already (moved once per fold);
+    the batch order is drawn on the CPU from ``seed``, so it is the same on every device.
+    The loss is summed on the device and read once per epoch (no host synchronisation
+    inside the batch loop).
 
     Args:
         flow: ``(N, 3, H, W)`` float32 training flow images.
         context_input: ``(N, 3, H', W')`` float32 context inputs, or ``None``.
         labels: ``(N,)`` int64 emotion labels; context: ``(N,)`` int64 or ``None``.
         seed: seeds the batch order.
+        compute: device and precision (autocast, and a gradient scaler for 16-mixed).
     """
     generator = torch.Generator().manual_seed(seed)
     # fused Adam: one kernel for all parameters, the same update rule (Kingma & Ba);
     # on a CPU it takes 0.012 s instead of 0.066 s per step for ResNet-18's 11 M weights
     optimiser = torch.optim.Adam(net.parameters(), lr=settings.lr, fused=True)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=settings.gamma)
+    scaler = compute.scaler()
     losses = []
     epochs = range(settings.epochs)
     for _ in progress(epochs, "epochs") if show_epochs else epochs:
         net.train()
-        total, count = 0.0, 0
-        for batch in _batches(
-            torch.randperm(len(labels), generator=generator), settings.batch_size
-        ):
+        total = torch.zeros((), dtype=torch.float64, device=flow.device)
+        order = torch.randperm(len(labels), generator=generator).to(flow.device)
+        for batch in _batches(order, settings.batch_size):
             optimiser.zero_grad(set_to_none=True)
-            outputs = net(flow[batch], None if context_input is None else context_input[batch])
-            loss = net.loss(
-                outputs,
-                labels[batch],
-                None if context is None else context[batch],
-                settings.loss_weights,
-            )
-            loss.backward()
-            optimiser.step()
-            total += float(loss.detach()) * len(batch)
-            count += len(batch)
+            with compute.autocast():
+                outputs = net(flow[batch], None if context_input is None else context_input[batch])
+                loss = net.loss(
+                    outputs,
+                    labels[batch],
+                    None if context is None else context[batch],
+                    settings.loss_weights,
+                )
+            if scaler is None:
+                loss.backward()
+                optimiser.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimiser)
+                scaler.update()
+            total += loss.detach().double() * len(batch)
         scheduler.step()
-        losses.append(total / count)
+        losses.append(float(total) / len(labels))
     return losses
 
 
@@ -172,17 +192,23 @@ def predict(
     flow: torch.Tensor,
     context_input: torch.Tensor | None,
     batch_size: int = 256,
+    compute: Compute = CPU,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Emotion logits ``(N, 3)`` (fusion head for dual models) and context logits, in eval mode."""
+    """Emotion logits ``(N, 3)`` float32 (fusion head for dual models) and context logits,
+    in eval mode, on the host (the inputs may be on any device)."""
     net.eval()
     emotion, context = [], []
     for start in range(0, len(flow), batch_size):
         part = slice(start, start + batch_size)
-        outputs = net(flow[part], None if context_input is None else context_input[part])
-        emotion.append(net.prediction_logits(outputs))
+        with compute.autocast():
+            outputs = net(flow[part], None if context_input is None else context_input[part])
+        emotion.append(net.prediction_logits(outputs).float())
         if "context" in outputs:
-            context.append(outputs["context"])
-    return torch.cat(emotion).numpy(), (torch.cat(context).numpy() if context else None)
+            context.append(outputs["context"].float())
+    return (
+        torch.cat(emotion).cpu().numpy(),
+        (torch.cat(context).cpu().numpy() if context else None),
+    )
 
 
 def run_fold(task: FoldTask) -> dict[str, float | str]:
@@ -198,23 +224,39 @@ def run_fold(task: FoldTask) -> dict[str, float | str]:
     """
     clock = time.perf_counter()
     torch.set_num_threads(task.threads)
+    make_deterministic(task.compute)
     torch.manual_seed(task.seed)
+    device = torch.device(task.compute.device)
+
+    def load(rows: np.ndarray, array: np.ndarray) -> torch.Tensor:
+        """Rows of an input array on the fold's device, moved once per fold."""
+        tensor = torch.from_numpy(np.ascontiguousarray(array[rows]))
+        if device.type == "cuda":
+            tensor = tensor.pin_memory()
+        return tensor.to(device, non_blocking=True)
+
     flow_all = np.load(task.flow_file, mmap_mode="r")
-    flow = torch.from_numpy(np.ascontiguousarray(flow_all[task.train]))
-    test_flow = torch.from_numpy(np.ascontiguousarray(flow_all[task.test]))
+    flow, test_flow = load(task.train, flow_all), load(task.test, flow_all)
     context_input = test_context_input = None
     if task.context_file is not None:
         ctx_all = np.load(task.context_file, mmap_mode="r")
-        context_input = torch.from_numpy(np.ascontiguousarray(ctx_all[task.train]))
-        test_context_input = torch.from_numpy(np.ascontiguousarray(ctx_all[task.test]))
-    labels = torch.from_numpy(task.labels[task.train])
-    context = None if task.context is None else torch.from_numpy(task.context[task.train])
+        context_input, test_context_input = load(task.train, ctx_all), load(task.test, ctx_all)
+    labels = load(task.train, task.labels)
+    context = None if task.context is None else load(task.train, task.context)
 
-    net = build_model(task.model, task.n_context)
+    net = build_model(task.model, task.n_context).to(device)
     losses = train_model(
-        net, flow, context_input, labels, context, task.settings, task.seed, task.show_epochs
+        net,
+        flow,
+        context_input,
+        labels,
+        context,
+        task.settings,
+        task.seed,
+        task.show_epochs,
+        task.compute,
     )
-    logits, context_logits = predict(net, test_flow, test_context_input)
+    logits, context_logits = predict(net, test_flow, test_context_input, compute=task.compute)
 
     if task.checkpoint_file is not None:
         with atomic_path(task.checkpoint_file) as tmp:

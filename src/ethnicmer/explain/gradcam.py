@@ -169,4 +169,4 @@ def grad_cam(
                 attribution.detach(), (side, side), interpolate_mode="bilinear"
             )
             maps.append(upsampled[:, 0].clamp_min(0.0))
-    return torch.cat(maps).numpy().astype(np.float32)
+    return torch.cat(maps).detach().cpu().numpy().astype(np.float32)

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from ethnicmer.config import ModelConfig, StudyConfig
+from ethnicmer.devices import resolve_compute
 from ethnicmer.errors import ModelError
 from ethnicmer.evaluation.inputs import load_inputs
 from ethnicmer.evaluation.protocols import context_labels
@@ -26,7 +27,7 @@ from ethnicmer.evaluation.training import build_model
 from ethnicmer.explain.gradcam import choose_layer, grad_cam
 from ethnicmer.explain.saliency import integrated_gradients
 from ethnicmer.progress import log, progress
-from ethnicmer.studies.benchmark import context_kind, fold_spec, row_folds
+from ethnicmer.studies.benchmark import context_kind, fold_spec, row_folds, upgrade_spec
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,9 @@ def explain_row(
     predicted = np.full(len(samples), -1, dtype=np.int64)
     layer_info: dict[str, Any] = {}
     mismatched = 0
-    for fold in progress(folds, f"activation maps {model.name} ({branch})"):
+    compute = resolve_compute(cam.device)
+    device = torch.device(compute.device)
+    for fold in progress(folds, f"activation maps {model.name} ({branch})", every=1):
         checkpoint = model_dir / "checkpoints" / f"{fold.slug}.pt"
         if not checkpoint.is_file():
             raise ModelError(
@@ -97,28 +100,30 @@ def explain_row(
             net.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
         except (RuntimeError, OSError) as exc:
             raise ModelError(f"{checkpoint}: cannot load the fold model ({exc})") from exc
-        net.eval()
+        net.eval().to(device)
         if not layer_info:
             name, layer_side = choose_layer(net, branch, side, cam.layer, cam.min_cam_side)
             layer_info = {"layer": name, "feature_side": layer_side, "input_side": side}
         rows = torch.from_numpy(fold.test)
-        test_flow = flow[rows]
-        test_ctx = None if context_input is None else context_input[rows]
+        test_flow = flow[rows].to(device)
+        test_ctx = None if context_input is None else context_input[rows].to(device)
         with torch.no_grad():
             logits = net.prediction_logits(net(test_flow, test_ctx))
-        pred = logits.argmax(dim=1)
+        pred = logits.argmax(dim=1).cpu()
         fold_file = model_dir / "folds" / f"{fold.slug}.csv"
         if fold_file.is_file():
             saved = pd.read_csv(fold_file, dtype={"subject": str})["y_pred"].to_numpy()
             mismatched += int((saved != pred.numpy()).sum())
-        target = torch.from_numpy(labels[fold.test]) if cam.target == "truth" else pred
+        target = (torch.from_numpy(labels[fold.test]) if cam.target == "truth" else pred).to(
+            device
+        )
         for method in cam.methods:
             maps[method][fold.test] = (
                 grad_cam(net, test_flow, test_ctx, target, branch, layer_info["layer"])
                 if method == "gradcam"
                 else integrated_gradients(net, test_flow, test_ctx, target, branch, cam.ig_steps)
             )
-        targets[fold.test] = target.numpy()
+        targets[fold.test] = target.cpu().numpy()
         predicted[fold.test] = pred.numpy()
     layer_info["predictions_differing_from_benchmark"] = mismatched
     if mismatched:
@@ -137,11 +142,15 @@ def check_spec(model_dir: Path, expected: dict[str, Any]) -> None:
     """
     spec_file = model_dir / "spec.json"
     try:
-        found = json.loads(spec_file.read_text())
+        found = upgrade_spec(json.loads(spec_file.read_text()))
     except (OSError, json.JSONDecodeError):
         raise ModelError(
             f"{spec_file}: missing or unreadable; re-run the benchmark stage"
         ) from None
+    # where the models trained (CPU or GPU) does not matter for explaining them
+    found, expected = (
+        {k: v for k, v in spec.items() if k != "compute"} for spec in (found, expected)
+    )
     if found != expected:
         changed = sorted(
             k for k in found.keys() | expected.keys() if found.get(k) != expected.get(k)

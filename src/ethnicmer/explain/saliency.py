@@ -75,4 +75,4 @@ def integrated_gradients(
                 n_steps=steps,
             )
             maps.append(attribution.detach().sum(dim=1).clamp_min(0.0))
-    return torch.cat(maps).numpy().astype(np.float32)
+    return torch.cat(maps).detach().cpu().numpy().astype(np.float32)

@@ -26,6 +26,7 @@ import pandas as pd
 
 from ethnicmer import __version__
 from ethnicmer.config import BenchmarkConfig, ModelConfig, StudyConfig
+from ethnicmer.devices import resolve_compute
 from ethnicmer.errors import DiskSpaceError
 from ethnicmer.evaluation.executors import default_threads, execute, resolve
 from ethnicmer.evaluation.inputs import cached_input_file, input_digest
@@ -76,6 +77,7 @@ SPEC_MEANING = {
     "context_labels": "the subjects' context labels",
     "context_classes": "the context classes",
     "threads": "the torch thread count",
+    "compute": "the device or precision (CPU, GPU, mixed precision)",
     "seed": "the seed",
     "ethnicmer": "the ethnicmer version",
 }
@@ -93,7 +95,7 @@ def _prepare_dir(model_dir: Path, spec: dict[str, Any]) -> None:
     spec_file = model_dir / "spec.json"
     if spec_file.is_file():
         try:
-            old = json.loads(spec_file.read_text())
+            old = upgrade_spec(json.loads(spec_file.read_text()))
         except json.JSONDecodeError:
             old = {}
         if old != spec:
@@ -108,6 +110,16 @@ def _prepare_dir(model_dir: Path, spec: dict[str, Any]) -> None:
     model_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(model_dir)
     write_json_atomic(spec_file, spec, sort_keys=True)
+
+
+SPEC_UPGRADES = {"compute": {"device": "cpu", "precision": "32"}}
+"""Keys older specs lack, with the value every fold of that ethnicmer had: it trained on
+the CPU in float32, so such folds are kept on a CPU at precision 32."""
+
+
+def upgrade_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """An older row spec with the keys it lacks (:data:`SPEC_UPGRADES`) filled in."""
+    return {**SPEC_UPGRADES, **spec} if spec else spec
 
 
 def row_folds(samples: pd.DataFrame, bench: BenchmarkConfig, model: ModelConfig) -> list[Fold]:
@@ -149,6 +161,7 @@ def fold_spec(
         "context_labels": context_digest,
         "context_classes": classes,
         "threads": default_threads(bench.executor),
+        "compute": resolve_compute(bench.device, bench.precision).spec(),
         "seed": seed,
         "ethnicmer": __version__,
     }
@@ -163,6 +176,7 @@ def plan_tasks(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> list[F
     labels = samples["label_id"].to_numpy(dtype=np.int64)
     keys = list(zip(samples["dataset"], samples["subject"], samples["filename"], strict=True))
     threads = default_threads(bench.executor)
+    compute = resolve_compute(bench.device, bench.precision)
     show_epochs = bench.executor.kind == "inline"  # an epoch bar only for folds run here
     prepared: dict[tuple[str, int], str] = {}
 
@@ -218,6 +232,7 @@ def plan_tasks(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> list[F
                         n_context=max(len(classes), 2),
                         show_epochs=show_epochs,
                         checkpoint_precision=bench.checkpoint_precision,
+                        compute=compute,
                     )
                 )
     return tasks
@@ -304,17 +319,19 @@ def run_benchmark(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> lis
     seeds = len(bench.seeds or [cfg.seed])
     total = sum(len(row_folds(samples, bench, model)) for model in bench.models) * seeds
     done = total - len(tasks)
-    runner = resolve(bench.executor, len(tasks))
+    compute = resolve_compute(bench.device, bench.precision)
+    runner = resolve(bench.executor, len(tasks), compute.accelerator)
     how = (
         "in this process" if runner.kind == "inline" else f"{runner.kind}, {runner.workers} workers"
     )
     log(
         f"benchmark: {done} of {total} folds done, {len(tasks)} to run ({how}, "
-        f"{default_threads(runner)} torch thread(s) per fold)"
+        f"{default_threads(runner)} torch thread(s) per fold, {compute.device}, precision "
+        f"{compute.precision})"
     )
     need = check_disk_space(tasks, out_dir)
     if need:
         log(f"benchmark: fold checkpoints will take {need / 1e9:.1f} GB")
-    execute(tasks, bench.executor, label="benchmark folds")
+    execute(tasks, runner, label="benchmark folds")
     predictions = collect_predictions(cfg, samples, out_dir)
     return summarise_benchmark(cfg, samples, predictions, out_dir)

@@ -37,8 +37,10 @@ import pandas as pd
 
 from ethnicmer.config import BenchmarkConfig, StudyConfig
 from ethnicmer.data.emotions import EMOTION_CLASSES
+from ethnicmer.devices import resolve_compute
 from ethnicmer.evaluation.colour import colour_decoding
 from ethnicmer.evaluation.decoding import context_decoding
+from ethnicmer.evaluation.executors import default_threads
 from ethnicmer.evaluation.protocols import (
     context_labels,
     labelled,
@@ -273,6 +275,8 @@ def summarise_benchmark(
         out_dir / "summary.json",
         {
             "protocol": bench.protocol,
+            "compute": resolve_compute(bench.device, bench.precision).spec(),
+            "threads_per_fold": default_threads(bench.executor),
             "folds": folds,
             "samples_scored": len(scored),
             "full_loso": bench.protocol == "loso" and folds == len(set(subject_ids(samples))),

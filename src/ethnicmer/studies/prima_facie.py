@@ -247,7 +247,12 @@ def run_prima_facie(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> l
             f"the samples hold {present}"
         )
     features = extract_features(
-        samples, pf.features, pf.weights, pf.feature_size, cfg.run_dir / "cache" / "features"
+        samples,
+        pf.features,
+        pf.weights,
+        pf.feature_size,
+        cfg.run_dir / "cache" / "features",
+        device=pf.device,
     )
     labels = (samples["binary_label"] != "Negative").to_numpy(dtype=np.int64)
     ids = subject_ids(samples)
