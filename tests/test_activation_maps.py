@@ -352,3 +352,52 @@ def test_real_data_cam_on_four_folds(real_data: Path, tmp_path: Path) -> None:
     coded = pd.read_csv(out / "coded_aus.csv")
     au12 = coded[coded["feature"] == "AU12"].iloc[0]
     assert au12["samples_Asian"] == 33 and au12["n_Asian"] < 33  # counted over subjects
+
+
+def test_maps_made_in_the_fold_equal_maps_from_its_checkpoint(tmp_path: Path) -> None:
+    """cam.when: fold writes no checkpoint and gives the maps the stage makes later from a
+    float32 checkpoint; keep_checkpoints: false removes checkpoints once maps are made."""
+    root = _planted_set(tmp_path / "data", True)
+    results = {}
+    for when in ("after", "fold"):
+        cfg = load_config(_planted_config(tmp_path / when, root, "float32"))
+        inline = cfg.stages.benchmark.executor.model_copy(
+            update={"kind": "inline", "threads_per_fold": 1}
+        )
+        bench = cfg.stages.benchmark.model_copy(
+            update={
+                "epochs": 1,
+                "max_folds": 2,
+                "executor": inline,
+                "save_checkpoints": when == "after",
+            }
+        )
+        cam = cfg.stages.cam.model_copy(
+            update={
+                "permutations": 100,
+                "bootstrap": 100,
+                "when": when,
+                "keep_checkpoints": when != "after",
+            }
+        )
+        cfg = cfg.model_copy(
+            update={"stages": cfg.stages.model_copy(update={"benchmark": bench, "cam": cam})}
+        )
+        for stage in planned_stages(cfg):
+            run_stage(stage, cfg)
+        row = cfg.run_dir / "benchmark" / "models" / "motion" / "seed-0"
+        results[when] = {
+            key: np.load(cfg.run_dir / "cam" / f"maps_motion_emotion{suffix}.npz")["maps"]
+            for key, suffix in (("gradcam", ""), ("ig", "_ig"))
+        }
+        results[when]["checkpoints"] = sorted(p.name for p in row.glob("checkpoints/*"))
+        results[when]["maps"] = sorted(p.name for p in row.glob("maps/*.npz"))
+    assert results["fold"]["checkpoints"] == [] and results["fold"]["maps"] == [
+        "samm_101.npz",
+        "samm_102.npz",
+    ]
+    assert results["after"]["checkpoints"] == ["REMOVED.txt"]  # deleted after the maps
+    for method in ("gradcam", "ig"):
+        np.testing.assert_allclose(
+            results["fold"][method], results["after"][method], rtol=1e-5, atol=1e-7, equal_nan=True
+        )

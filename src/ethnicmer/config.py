@@ -363,9 +363,10 @@ class BenchmarkConfig(_Strict):
     )
     save_checkpoints: bool = True
     checkpoint_precision: Literal["float32", "float16"] = Field(
-        default="float32",
-        description="float16 halves the checkpoints' disk; the cam stage loads them into "
-        "float32 models (maps then differ from float32 weights by rounding)",
+        default="float16",
+        description="float16 (default) halves the checkpoints' disk; the cam stage loads "
+        "them into float32 models (maps then differ from float32 weights by rounding); "
+        "float32 keeps the weights exactly",
     )
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     bootstrap: int = Field(default=1000, ge=0, description="bootstrap resamples over subjects")
@@ -549,6 +550,18 @@ class CamConfig(_Strict):
     """
 
     device: str = DEVICE_FIELD
+    when: Literal["after", "fold"] = Field(
+        default="after",
+        description="after: explain each fold's saved checkpoint in this stage; fold: make "
+        "the maps inside each fold right after training (no checkpoint needed; a changed "
+        "map setting then re-trains the explained folds)",
+    )
+    keep_checkpoints: bool = Field(
+        default=True,
+        description="when: after: false deletes the explained rows' checkpoints once the "
+        "maps are made (a later change of a map setting then needs the benchmark re-run "
+        "with --force)",
+    )
     models: list[str] | None = Field(
         default=None, description="benchmark rows to explain; default: every row"
     )
@@ -603,9 +616,10 @@ class StagesConfig(_Strict):
             return self
         if self.benchmark is None:
             raise ValueError("cam needs a benchmark section: the maps come from its fold models")
-        if not self.benchmark.save_checkpoints:
+        if not self.benchmark.save_checkpoints and self.cam.when == "after":
             raise ValueError(
-                "cam needs the benchmark's fold models; set benchmark.save_checkpoints: true"
+                "cam needs the benchmark's fold models; set benchmark.save_checkpoints: true, "
+                "or cam.when: fold (maps made inside each fold, no checkpoint needed)"
             )
         rows = [m.name for m in self.benchmark.models]
         unknown = [n for n in self.cam.models or [] if n not in rows]

@@ -18,6 +18,7 @@ import torch
 
 from ethnicmer.config import ModelConfig
 from ethnicmer.devices import Compute, make_deterministic
+from ethnicmer.explain.fold_maps import MapRequest
 from ethnicmer.io import atomic_path, write_csv_atomic
 from ethnicmer.models.backbones import create_backbone
 from ethnicmer.models.dual import DualContextNet
@@ -60,6 +61,7 @@ class FoldTask:
         n_context: number of context classes.
         show_epochs: draw a progress bar over epochs.
         compute: the device and precision the fold trains at (:mod:`ethnicmer.devices`).
+        maps: activation maps to make right after training (``cam.when: fold``), or None.
     """
 
     model: ModelConfig
@@ -79,8 +81,9 @@ class FoldTask:
     threads: int
     n_context: int = 2
     show_epochs: bool = field(default=False)
-    checkpoint_precision: str = "float32"
+    checkpoint_precision: str = "float16"
     compute: Compute = CPU
+    maps: MapRequest | None = None
 
 
 def build_model(model: ModelConfig, n_context: int) -> DualContextNet:
@@ -258,6 +261,17 @@ def run_fold(task: FoldTask) -> dict[str, float | str]:
     )
     logits, context_logits = predict(net, test_flow, test_context_input, compute=task.compute)
 
+    if task.maps is not None:  # cam.when: fold: the maps now, no checkpoint needed
+        from ethnicmer.explain.fold_maps import save_fold_maps
+
+        save_fold_maps(
+            net,
+            test_flow,
+            test_context_input,
+            load(task.test, task.labels),
+            torch.from_numpy(logits.argmax(axis=1)).to(device),
+            task.maps,
+        )
     if task.checkpoint_file is not None:
         with atomic_path(task.checkpoint_file) as tmp:
             torch.save(checkpoint_state(net, task.checkpoint_precision), tmp)

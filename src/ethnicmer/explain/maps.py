@@ -22,10 +22,9 @@ from ethnicmer.config import ModelConfig, StudyConfig
 from ethnicmer.devices import resolve_compute
 from ethnicmer.errors import ModelError
 from ethnicmer.evaluation.inputs import load_inputs
-from ethnicmer.evaluation.protocols import context_labels
+from ethnicmer.evaluation.protocols import Fold, context_labels
 from ethnicmer.evaluation.training import build_model
-from ethnicmer.explain.gradcam import choose_layer, grad_cam
-from ethnicmer.explain.saliency import integrated_gradients
+from ethnicmer.explain.fold_maps import MapRequest, explain_fold, load_fold_maps
 from ethnicmer.progress import log, progress
 from ethnicmer.studies.benchmark import context_kind, fold_spec, row_folds, upgrade_spec
 
@@ -85,46 +84,40 @@ def explain_row(
     predicted = np.full(len(samples), -1, dtype=np.int64)
     layer_info: dict[str, Any] = {}
     mismatched = 0
+    request = MapRequest.from_config(cam, model.context != "none")
     compute = resolve_compute(cam.device)
     device = torch.device(compute.device)
     for fold in progress(folds, f"activation maps {model.name} ({branch})", every=1):
-        checkpoint = model_dir / "checkpoints" / f"{fold.slug}.pt"
-        if not checkpoint.is_file():
-            raise ModelError(
-                f"{checkpoint}: fold model missing for {fold.test_subject}; re-run the benchmark "
-                "with stages.benchmark.save_checkpoints: true"
+        if cam.when == "fold":  # made inside the fold right after training
+            made = load_fold_maps(model_dir / "maps" / f"{fold.slug}.npz", branch, cam.methods)
+            fold_maps, target, pred, info = (
+                made["maps"],
+                made["targets"],
+                made["predicted"],
+                made["info"],
             )
-        torch.manual_seed(0)
-        net = build_model(model, max(len(classes), 2))
-        try:
-            net.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
-        except (RuntimeError, OSError) as exc:
-            raise ModelError(f"{checkpoint}: cannot load the fold model ({exc})") from exc
-        net.eval().to(device)
-        if not layer_info:
-            name, layer_side = choose_layer(net, branch, side, cam.layer, cam.min_cam_side)
-            layer_info = {"layer": name, "feature_side": layer_side, "input_side": side}
-        rows = torch.from_numpy(fold.test)
-        test_flow = flow[rows].to(device)
-        test_ctx = None if context_input is None else context_input[rows].to(device)
-        with torch.no_grad():
-            logits = net.prediction_logits(net(test_flow, test_ctx))
-        pred = logits.argmax(dim=1).cpu()
+        else:
+            fold_maps, target, pred, info = _from_checkpoint(
+                model,
+                len(classes),
+                model_dir,
+                fold,
+                flow,
+                context_input,
+                labels,
+                branch,
+                request,
+                device,
+            )
+        layer_info = layer_info or info
         fold_file = model_dir / "folds" / f"{fold.slug}.csv"
         if fold_file.is_file():
             saved = pd.read_csv(fold_file, dtype={"subject": str})["y_pred"].to_numpy()
-            mismatched += int((saved != pred.numpy()).sum())
-        target = (torch.from_numpy(labels[fold.test]) if cam.target == "truth" else pred).to(
-            device
-        )
+            mismatched += int((saved != pred).sum())
         for method in cam.methods:
-            maps[method][fold.test] = (
-                grad_cam(net, test_flow, test_ctx, target, branch, layer_info["layer"])
-                if method == "gradcam"
-                else integrated_gradients(net, test_flow, test_ctx, target, branch, cam.ig_steps)
-            )
-        targets[fold.test] = target.cpu().numpy()
-        predicted[fold.test] = pred.numpy()
+            maps[method][fold.test] = fold_maps[method]
+        targets[fold.test] = target
+        predicted[fold.test] = pred
     layer_info["predictions_differing_from_benchmark"] = mismatched
     if mismatched:
         log(
@@ -132,6 +125,49 @@ def explain_row(
             "benchmark's fold files (thread count or library version changed)"
         )
     return RowMaps(maps, targets, predicted, flow.numpy(), layer_info)
+
+
+def _from_checkpoint(
+    model: ModelConfig,
+    n_classes: int,
+    model_dir: Path,
+    fold: Fold,
+    flow: torch.Tensor,
+    context_input: torch.Tensor | None,
+    labels: np.ndarray,
+    branch: str,
+    request: MapRequest,
+    device: torch.device,
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, Any]]:
+    """One fold's maps from its saved checkpoint (``cam.when: after``).
+
+    Raises:
+        ModelError: the checkpoint is missing or does not load into the row's network.
+    """
+    checkpoint = model_dir / "checkpoints" / f"{fold.slug}.pt"
+    removed = model_dir / "checkpoints" / "REMOVED.txt"
+    if not checkpoint.is_file() and removed.is_file():
+        raise ModelError(f"{checkpoint}: {removed.read_text().strip()}")
+    if not checkpoint.is_file():
+        raise ModelError(
+            f"{checkpoint}: fold model missing for {fold.test_subject}; re-run the benchmark "
+            "with stages.benchmark.save_checkpoints: true (or use cam.when: fold)"
+        )
+    torch.manual_seed(0)
+    net = build_model(model, max(n_classes, 2))
+    try:
+        net.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+    except (RuntimeError, OSError) as exc:
+        raise ModelError(f"{checkpoint}: cannot load the fold model ({exc})") from exc
+    net.eval().to(device)
+    rows = torch.from_numpy(fold.test)
+    test_flow = flow[rows].to(device)
+    test_ctx = None if context_input is None else context_input[rows].to(device)
+    with torch.no_grad():
+        pred = net.prediction_logits(net(test_flow, test_ctx)).argmax(dim=1)
+    truth = torch.from_numpy(labels[fold.test]).to(device)
+    maps, target, info = explain_fold(net, test_flow, test_ctx, truth, pred, branch, request)
+    return maps, target, pred.cpu().numpy(), info
 
 
 def check_spec(model_dir: Path, expected: dict[str, Any]) -> None:

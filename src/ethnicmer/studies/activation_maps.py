@@ -295,4 +295,29 @@ def run_activation_maps(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) 
         },
     )
     written.append(summary)
+    if cam.when == "after" and not cam.keep_checkpoints:
+        remove_checkpoints(bench_dir, [model.name for model in rows])
     return written
+
+
+REMOVED = "REMOVED.txt"
+"""Left in a row's ``checkpoints/`` by :func:`remove_checkpoints`, so a later run says why
+the checkpoints are gone and what to do."""
+
+
+def remove_checkpoints(bench_dir: Path, rows: list[str]) -> int:
+    """Delete the explained rows' fold checkpoints (``cam.keep_checkpoints: false``), every
+    seed, once the maps are written; return the bytes freed (logged)."""
+    freed = 0
+    for row in rows:
+        for folder in sorted((bench_dir / "models" / row).glob("seed-*/checkpoints")):
+            for checkpoint in folder.glob("*.pt"):
+                freed += checkpoint.stat().st_size
+                checkpoint.unlink()
+            (folder / REMOVED).write_text(
+                "The activation-map stage deleted these fold checkpoints after making its maps "
+                "(cam.keep_checkpoints: false). To make maps again, delete this row's folder "
+                f"({folder.parent.parent}) and re-run the benchmark, or use cam.when: fold.\n"
+            )
+    log(f"cam: deleted the explained rows' fold checkpoints ({freed / 1e6:.0f} MB)")
+    return freed

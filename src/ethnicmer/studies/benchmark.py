@@ -39,6 +39,7 @@ from ethnicmer.evaluation.protocols import (
     row_samples,
 )
 from ethnicmer.evaluation.training import FoldTask, TrainSettings, checkpoint_bytes
+from ethnicmer.explain.fold_maps import MapRequest
 from ethnicmer.io import remove_stale_temporaries, write_json_atomic
 from ethnicmer.progress import log
 from ethnicmer.studies.benchmark_summary import summarise_benchmark
@@ -78,6 +79,7 @@ SPEC_MEANING = {
     "context_classes": "the context classes",
     "threads": "the torch thread count",
     "compute": "the device or precision (CPU, GPU, mixed precision)",
+    "maps": "the activation-map settings (cam.when: fold makes the maps in the fold)",
     "seed": "the seed",
     "ethnicmer": "the ethnicmer version",
 }
@@ -122,6 +124,22 @@ def upgrade_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return {**SPEC_UPGRADES, **spec} if spec else spec
 
 
+def map_request(
+    cfg: StudyConfig, model: ModelConfig, seed: int, out_file: str | None = None
+) -> MapRequest | None:
+    """The activation maps a row's fold makes right after training (``cam.when: fold``):
+    only the explained rows (``cam.models``), only the first seed (the one the maps stage
+    explains); ``None`` otherwise."""
+    cam, bench = cfg.stages.cam, cfg.stages.benchmark
+    if cam is None or bench is None or cam.when != "fold":
+        return None
+    if cam.models is not None and model.name not in cam.models:
+        return None
+    if seed != (bench.seeds or [cfg.seed])[0]:
+        return None
+    return MapRequest.from_config(cam, model.context != "none", out_file)
+
+
 def row_folds(samples: pd.DataFrame, bench: BenchmarkConfig, model: ModelConfig) -> list[Fold]:
     """The folds of ``model``'s row: the protocol's folds over the samples it uses
     (:func:`~ethnicmer.evaluation.protocols.row_samples`); positions into ``samples``."""
@@ -151,6 +169,7 @@ def fold_spec(
         context, classes = context_labels(samples, model.context, seed)
         context_digest = hashlib.sha256(context.tobytes()).hexdigest()
     used = samples[row_samples(samples, model.context)]
+    request = map_request(cfg, model, seed)
     spec = {
         "model": json.loads(model.model_dump_json()),
         "settings": _settings(bench, model).__dict__,
@@ -162,6 +181,7 @@ def fold_spec(
         "context_classes": classes,
         "threads": default_threads(bench.executor),
         "compute": resolve_compute(bench.device, bench.precision).spec(),
+        **({"maps": request.settings()} if request is not None else {}),
         "seed": seed,
         "ethnicmer": __version__,
     }
@@ -233,6 +253,9 @@ def plan_tasks(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> list[F
                         show_epochs=show_epochs,
                         checkpoint_precision=bench.checkpoint_precision,
                         compute=compute,
+                        maps=map_request(
+                            cfg, model, seed, str(model_dir / "maps" / f"{fold.slug}.npz")
+                        ),
                     )
                 )
     return tasks
