@@ -628,6 +628,24 @@ class StagesConfig(_Strict):
         return self
 
 
+class TrackingConfig(_Strict):
+    """Experiment tracking: each benchmark row logged as one MLflow run.
+
+    Params (the row's model and training settings, protocol, seeds, device), per-fold
+    metrics (accuracy and seconds of every fold, per seed), summary metrics (Table V,
+    CDE) and the benchmark's tables and figures as artifacts. A row already logged with
+    the same results is not logged again.
+    """
+
+    kind: Literal["mlflow"] = "mlflow"
+    uri: str | None = Field(
+        default=None,
+        description="MLflow tracking URI (a server, or sqlite:///path.db); default: a local "
+        "store sqlite:///runs/<study>/mlflow/mlflow.db with artifacts beside it",
+    )
+    experiment: str | None = Field(default=None, description="default: the study name")
+
+
 class StudyConfig(_Strict):
     """A whole study: ``ethnicmer run CONFIG`` carries it out stage by stage."""
 
@@ -637,6 +655,9 @@ class StudyConfig(_Strict):
     simulate: SimulateConfig | None = None
     data: DataConfig
     stages: StagesConfig = Field(default_factory=StagesConfig)
+    tracking: TrackingConfig | None = Field(
+        default=None, description="log benchmark rows to MLflow (off by default)"
+    )
 
     @property
     def run_dir(self) -> Path:

@@ -290,8 +290,15 @@ def _study_stage(
     return Stage(name=name, inputs=inputs, run=run, config_section=_stage_section(name))
 
 
+def _tracked_benchmark_inputs(cfg: StudyConfig) -> dict[str, Any]:
+    """The benchmark's inputs and its tracking settings (adding tracking to a finished
+    study re-runs the stage's tables, not its folds, and logs the rows)."""
+    tracking = json.loads(cfg.tracking.model_dump_json()) if cfg.tracking is not None else None
+    return {**_benchmark_inputs(cfg), "tracking": tracking}
+
+
 PRIMA_FACIE = _study_stage("prima_facie", run_prima_facie, _benchmark_inputs)
-BENCHMARK = _study_stage("benchmark", run_benchmark, _benchmark_inputs)
+BENCHMARK = _study_stage("benchmark", run_benchmark, _tracked_benchmark_inputs)
 
 
 def _cam_inputs(cfg: StudyConfig) -> dict[str, Any]:

@@ -357,4 +357,9 @@ def run_benchmark(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> lis
         log(f"benchmark: fold checkpoints will take {need / 1e9:.1f} GB")
     execute(tasks, runner, label="benchmark folds")
     predictions = collect_predictions(cfg, samples, out_dir)
-    return summarise_benchmark(cfg, samples, predictions, out_dir)
+    written = summarise_benchmark(cfg, samples, predictions, out_dir)
+    if cfg.tracking is not None:
+        from ethnicmer.tracking import log_benchmark
+
+        log_benchmark(cfg, out_dir)
+    return written
