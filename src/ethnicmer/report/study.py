@@ -29,26 +29,46 @@ from scipy.stats.contingency import association
 from ethnicmer import __version__
 from ethnicmer.config import StudyConfig
 from ethnicmer.io import write_text_atomic
-from ethnicmer.report.tables import markdown_table
+from ethnicmer.report.findings import (
+    claim_findings,
+    comparison_findings,
+    effect_findings,
+    forest_figure,
+    prima_facie_findings,
+)
+from ethnicmer.report.tables import column_label, markdown_table
 from ethnicmer.studies.comparisons import comparison_sentence
 
 STAGE_ORDER = ("simulate", "annotate", "database", "flow", "prima_facie", "benchmark", "cam")
 
 
+COLLAPSE_ROWS = 12
+"""Tables longer than this are folded (``<details>``) in the HTML report."""
+
+
 @dataclass
 class Table:
-    """A rendered table: caption, Markdown and HTML."""
+    """A rendered table: caption, Markdown and HTML (human column headers)."""
 
     caption: str
     frame: pd.DataFrame
 
     @property
+    def shown(self) -> pd.DataFrame:
+        return self.frame.rename(columns={c: column_label(str(c)) for c in self.frame.columns})
+
+    @property
+    def collapsed(self) -> bool:
+        """Long tables start folded in the HTML (their caption stays visible)."""
+        return len(self.frame) > COLLAPSE_ROWS
+
+    @property
     def markdown(self) -> str:
-        return f"**{self.caption}**\n\n" + markdown_table(self.frame, ".3f")
+        return f"**{self.caption}**\n\n" + markdown_table(self.shown, ".3f")
 
     @property
     def html(self) -> str:
-        body = self.frame.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="–")
+        body = self.shown.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="–")
         return body.replace(
             '<table border="1" class="dataframe">', f"<table><caption>{self.caption}</caption>", 1
         )
@@ -469,24 +489,31 @@ def _cam_section(run_dir: Path) -> Section | None:
         section.say(summary["groups_note"], note=True)
     sources = ", ".join(f"{k}: {v}" for k, v in summary["region_sources"].items())
     section.say(f"AU regions from: {sources}.")
-    section.table(
-        folder / "claims.csv", "The paper's visual claims, measured (permutation over subjects)"
-    )
-    supported = [c for c in summary["claims"] if c["verdict"] == "supported"]
-    section.say(
-        f"{len(supported)} of {len(summary['claims'])} claim tests are supported at "
-        "family-adjusted p < 0.05 (Holm over the claims on all samples, BH within datasets)"
-        + (
-            ": "
-            + "; ".join(
-                f"{c['claim']} ({c['model']}, {c['branch']}, {c.get('method', 'gradcam')}, "
-                f"{c['scope']})"
-                for c in supported
-            )
-            if supported
-            else "."
+    claims = pd.DataFrame(summary["claims"])
+    if not claims.empty:
+        columns = [
+            "claim",
+            "model",
+            "branch",
+            "method",
+            "difference_expected_direction",
+            "ci_low",
+            "ci_high",
+            "p_permutation_adjusted",
+            "verdict",
+        ]
+        present = [c for c in columns if c in claims.columns]
+        overall = claims[claims["scope"] == "all"][present]
+        supported = int((overall["verdict"] == "supported").sum())
+        section.say(
+            f"{supported} of {len(overall)} tests of the paper's claims over all samples hold at "
+            "Holm-adjusted p < 0.05 (one family over every row, branch and map method); the "
+            "within-dataset tests (Benjamini-Hochberg) are in the second table."
         )
-    )
+        section.tables.append(Table("The paper's visual claims over all samples", overall))
+        within = claims[claims["scope"] != "all"][[*present[:4], "scope", *present[4:]]]
+        if not within.empty:
+            section.tables.append(Table("The claims within each dataset", within))
     section.table(
         folder / "attribution.csv",
         "Is it ethnicity or dataset? Ethnicity effect within dataset and dataset effect "
@@ -540,6 +567,42 @@ def _reproducibility_section(cfg: StudyConfig) -> Section:
     return section
 
 
+def _findings_section(cfg: StudyConfig, out_dir: Path) -> Section:
+    """What the study found, first: every sentence with its effect, interval, adjusted p
+    and detectable effect (:mod:`ethnicmer.report.findings`), and the forest plot."""
+    run_dir = cfg.run_dir
+    section = Section("Findings", "findings")
+    data = run_dir / ("flow" if cfg.stages.flow is not None else "database") / "summary.json"
+    if data.is_file():
+        totals = json.loads(data.read_text())["totals"]
+        by_dataset = ", ".join(f"{d} {n}" for d, n in totals["samples_by_dataset"].items())
+        section.say(
+            f"Data: {totals['samples']} samples of {totals['subjects']} subjects ({by_dataset}); "
+            f"{totals['excluded']} excluded, each listed with its reason in the data section."
+        )
+    sentences = (
+        comparison_findings(run_dir)
+        + effect_findings(run_dir)
+        + prima_facie_findings(run_dir)
+        + claim_findings(run_dir)
+    )
+    for sentence in sentences:
+        section.say(sentence)
+    if not sentences:
+        section.say("No comparison, effect or claim was tested in this study.")
+    section.say(
+        "Each sentence gives the effect, its 95 % interval, its p adjusted within its family "
+        "(Holm for confirmatory families, Benjamini-Hochberg for exploratory ones) and the "
+        "smallest effect the study could detect at 80 % power: a difference that is not "
+        "significant and smaller than that is not evidence of no effect.",
+        note=True,
+    )
+    forest = forest_figure(run_dir, out_dir / "findings_forest.png")
+    if forest is not None:
+        section.figure(forest, "Row comparisons: ΔMF1 with 95 % intervals")
+    return section
+
+
 def _markdown(title: str, header: str, sections: list[Section], folder: Path) -> str:
     lines = [f"# {title}", "", header, ""]
     for section in sections:
@@ -573,7 +636,9 @@ def write_report(cfg: StudyConfig, out_dir: Path) -> list[Path]:
         _benchmark_section,
         _cam_section,
     ]
-    sections = [s for s in (b(run_dir) for b in builders) if s is not None]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sections = [_findings_section(cfg, out_dir)]
+    sections += [s for s in (b(run_dir) for b in builders) if s is not None]
     sections.append(_reproducibility_section(cfg))
     title = f"ethnicmer study report: {cfg.study}"
     generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -589,8 +654,11 @@ def write_report(cfg: StudyConfig, out_dir: Path) -> list[Path]:
         sections=sections,
     )
     header = f"Generated by ethnicmer {__version__} on {generated}. Seed {cfg.seed}."
-    markdown = _markdown(title, header, sections, out_dir)
     written = [write_text_atomic(folder / "report.html", html) for folder in (out_dir, run_dir)]
-    written.append(write_text_atomic(out_dir / "report.md", markdown))
-    written.append(write_text_atomic(run_dir / "report.md", markdown.replace("](../", "](")))
+    for folder in (out_dir, run_dir):  # figure links relative to each copy
+        written.append(
+            write_text_atomic(folder / "report.md", _markdown(title, header, sections, folder))
+        )
+    if (out_dir / "findings_forest.png").is_file():
+        written.append(out_dir / "findings_forest.png")
     return written

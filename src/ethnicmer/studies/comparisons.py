@@ -141,7 +141,8 @@ def comparison_sentence(row: dict[str, Any] | pd.Series) -> str:
         f"{row['a']} − {row['b']}: ΔMF1 {row['difference']:+.3f} "
         f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}], {method} p "
         f"{row['p_permutation_adjusted']:.3f} ({row['family']}, {int(row['family_size'])} "
-        f"tests; raw p {row['p_permutation']:.3f}); this study could detect ≥ {row['mde']:.3f}."
+        f"test{'s' if int(row['family_size']) != 1 else ''}; raw p {row['p_permutation']:.3f}); "
+        f"this study could detect ≥ {row['mde']:.3f}."
     )
     if row["seeds"] > 1:
         text += (
