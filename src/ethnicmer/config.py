@@ -21,6 +21,7 @@ Example (``configs/megc2019-flow.yaml``)::
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -260,7 +261,110 @@ class DatabaseStageConfig(_Strict):
 
 
 ContextName = Literal["none", "ethnicity", "dataset", "gender", "age_bin", "permuted_ethnicity"]
-BackboneName = Literal["resnet18", "tiny_vit_5m_224", "tiny_vit_21m_224"]
+BackboneName = Annotated[
+    str,
+    Field(
+        pattern=r"^(resnet18|tiny_vit_5m_224|tiny_vit_21m_224|efficientnet_lite0|ststnet|"
+        r"off_apexnet|resnet18_small|resnet_small_w\d+|timm:[A-Za-z0-9_.-]+)$",
+        description="resnet18 | tiny_vit_5m_224 | tiny_vit_21m_224 | efficientnet_lite0 "
+        "(ImageNet weights offline) | ststnet | off_apexnet | resnet18_small | "
+        "resnet_small_w<W> (small flow images, from scratch) | timm:<any timm model>",
+    ),
+]
+
+
+class AugmentConfig(_Strict):
+    """Flow-aware augmentation of the training images (each fold's training set only).
+
+    Optical-flow images are not photographs: a transform of the image must transform
+    the motion it encodes (u horizontal, v vertical, strain the magnitude of the strain
+    tensor). Per training image and epoch, drawn from the fold's seeded generator:
+
+    - ``hflip`` (probability 0.5): mirror left-right and negate u. For min-max
+      normalised channels (``flow_values: minmax``, the MEGC2019 sets and the flow
+      stage's default) negating u maps u_norm to 1 − u_norm; v is unchanged; the strain
+      magnitude is mirrored (it is invariant to the reflection).
+    - ``scale`` (relative, e.g. 0.1: ×0.9–1.1) and ``translate`` (pixels): a resampled
+      image; the vectors scale with the image (invisible after per-image min-max
+      normalisation), and the strain (a dimensionless gradient) is unchanged.
+    - ``rotate_degrees``: rotates the image and the (u, v) vectors by the same angle
+      (u' = u cos θ − v sin θ, v' = u sin θ + v cos θ; strain magnitude invariant).
+      Needs flows in pixels (``flow_values: signed``, the flow stage's
+      ``normalise: none``): min-max normalised channels lost the common scale that
+      rotating the vectors needs.
+    """
+
+    hflip: bool = False
+    scale: float = Field(default=0.0, ge=0.0, lt=0.5)
+    translate: int = Field(default=0, ge=0, le=8, description="pixels")
+    rotate_degrees: float = Field(default=0.0, ge=0.0, le=30.0)
+    flow_values: Literal["minmax", "signed"] = Field(
+        default="minmax",
+        description="minmax: channels min-max normalised per image (MEGC2019 sets, flow "
+        "stage default); signed: flow in pixels (flow stage normalise: none)",
+    )
+
+    @model_validator(mode="after")
+    def _rotation_needs_pixels(self) -> AugmentConfig:
+        if self.rotate_degrees and self.flow_values == "minmax":
+            raise ValueError(
+                "rotate_degrees needs flows in pixels (flow_values: signed, flow stage "
+                "normalise: none): rotating min-max normalised u and v would mix channels of "
+                "unknown scale"
+            )
+        return self
+
+
+class TrainingOptions(_Strict):
+    """Training options beyond the paper's schedule (each off by default, so the paper's
+    rows keep their settings). What each does to a flow image: see :class:`AugmentConfig`;
+    mixup blends two training images and their labels (``mixup_alpha``: Beta(α, α)
+    weights), cutmix pastes a rectangle of one flow image into another (labels mixed by
+    area), label smoothing moves ``label_smoothing`` of each target's mass to the other
+    classes, ``class_balance: loss`` weights the cross-entropy by inverse class
+    frequency of the fold's training labels, ``sampler`` draws balanced batches, AdamW
+    decouples ``weight_decay``, ``schedule`` replaces the per-epoch exponential decay
+    by a cosine or one-cycle curve, ``ema_decay`` predicts with an exponential moving
+    average of the weights."""
+
+    augment: AugmentConfig | None = None
+    mixup_alpha: float = Field(default=0.0, ge=0.0)
+    cutmix_alpha: float = Field(default=0.0, ge=0.0)
+    label_smoothing: float = Field(default=0.0, ge=0.0, lt=0.5)
+    class_balance: Literal["none", "loss", "sampler"] = "none"
+    optimizer: Literal["adam", "adamw"] = "adam"
+    weight_decay: float = Field(default=0.0, ge=0.0)
+    schedule: Literal["exponential", "cosine", "onecycle"] = "exponential"
+    ema_decay: float | None = Field(default=None, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _one_mixing(self) -> TrainingOptions:
+        if self.mixup_alpha and self.cutmix_alpha:
+            raise ValueError("choose mixup_alpha or cutmix_alpha, not both")
+        return self
+
+
+class SelectionConfig(_Strict):
+    """Nested selection of a row's settings on the training subjects of each outer fold.
+
+    For every outer fold the candidates of ``space`` (the grid of its lists, or
+    ``max_candidates`` drawn from it with the study seed) are trained and scored on
+    ``inner_folds`` grouped splits (scikit-learn ``GroupKFold``) of that fold's
+    training subjects only; the best by ``metric`` (pooled inner predictions; ties to
+    the earlier candidate) is trained on all training subjects and predicts the test
+    subject. No outer test subject ever enters its fold's selection (checked, and
+    written per fold to ``models/<row>/seed-<s>/selection/<fold>.json``).
+
+    ``space`` keys: row settings (``epochs``, ``lr``, ``batch_size``,
+    ``emotion_backbone``) and training options as ``training.<name>``
+    (e.g. ``training.label_smoothing``, ``training.augment.scale``).
+    """
+
+    kind: Literal["nested"] = "nested"
+    inner_folds: int = Field(default=5, ge=2)
+    space: dict[str, list[Any]] = Field(min_length=1)
+    metric: Literal["macro_f1", "uar"] = "macro_f1"
+    max_candidates: int | None = Field(default=None, ge=1)
 
 
 class ModelConfig(_Strict):
@@ -291,6 +395,60 @@ class ModelConfig(_Strict):
     loss_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
     input_size: int | None = Field(default=None, ge=16, description="default: benchmark.input_size")
     rgb_size: int | None = Field(default=None, ge=16, description="default: benchmark.rgb_size")
+    epochs: int | None = Field(default=None, ge=1, description="default: benchmark.epochs")
+    lr: float | None = Field(default=None, gt=0, description="default: benchmark.lr")
+    batch_size: int | None = Field(default=None, ge=2, description="default: benchmark.batch_size")
+    training: TrainingOptions = Field(default_factory=TrainingOptions)
+    selection: SelectionConfig | None = Field(
+        default=None, description="nested selection of settings (default: fixed settings)"
+    )
+
+    @model_validator(mode="after")
+    def _selection_space_applies(self) -> ModelConfig:
+        if self.selection is None:
+            return self
+        for key, values in self.selection.space.items():
+            if not values:
+                raise ValueError(f"selection.space.{key}: give at least one value")
+            for value in values:
+                try:
+                    candidate_config(self, {key: value})
+                except (ValueError, KeyError) as exc:
+                    raise ValueError(f"selection.space.{key}: {value!r}: {exc}") from None
+        return self
+
+
+SELECTABLE = ("epochs", "lr", "batch_size", "emotion_backbone")
+"""Row settings a nested selection may choose (besides ``training.<option>``)."""
+
+
+def candidate_config(model: ModelConfig, values: dict[str, Any]) -> ModelConfig:
+    """``model`` with the candidate ``values`` (``{"lr": 1e-3, "training.mixup_alpha": 0.2}``)
+    applied and validated, its selection removed.
+
+    Raises:
+        KeyError: a key that is neither a selectable setting nor a training option.
+        ValueError: a value the setting does not accept.
+    """
+    data = json.loads(model.model_dump_json())
+    data["selection"] = None
+    for key, value in values.items():
+        parts = key.split(".")
+        if parts[0] == "training" and len(parts) >= 2:
+            target = data["training"]
+            for part in parts[1:-1]:
+                if target.get(part) is None:
+                    target[part] = {}
+                target = target[part]
+            target[parts[-1]] = value
+        elif key in SELECTABLE:
+            data[key] = value
+        else:
+            raise KeyError(f"{key!r} is not {list(SELECTABLE)} or training.<option>")
+    try:
+        return ModelConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(exc.errors()[0]["msg"]) from None
 
 
 class ExecutorConfig(_Strict):
@@ -326,10 +484,25 @@ DEVICE_FIELD = Field(
 )
 
 
+class EnsembleConfig(_Strict):
+    """A row that averages the logits of other rows' seeds (reported as its own row).
+
+    The ensemble predicts the class of the mean logits over every seed of every member
+    row, per sample (each member's fold model never saw the sample's subject, so the
+    ensemble is as honest as its members); it counts as one seed in the tables.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    members: list[str] = Field(min_length=1, description="benchmark rows (all their seeds)")
+
+
 class BenchmarkConfig(_Strict):
     """The LOSO benchmark (paper IV-B, Table V). Defaults are the paper's settings."""
 
     models: list[ModelConfig] = Field(min_length=1)
+    ensembles: list[EnsembleConfig] = Field(
+        default_factory=list, description="rows averaging other rows' seeds' logits"
+    )
     device: str = DEVICE_FIELD
     precision: Literal["32", "bf16-mixed", "16-mixed"] = Field(
         default="32",
@@ -412,8 +585,19 @@ class BenchmarkConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _ensembles_of_rows(self) -> BenchmarkConfig:
+        rows = [m.name for m in self.models]
+        for ensemble in self.ensembles:
+            if ensemble.name in rows:
+                raise ValueError(f"ensemble {ensemble.name!r} has the name of a row")
+            unknown = [m for m in ensemble.members if m not in rows]
+            if unknown:
+                raise ValueError(f"ensemble {ensemble.name!r}: {unknown} are not rows {rows}")
+        return self
+
+    @model_validator(mode="after")
     def _compare_known_rows(self) -> BenchmarkConfig:
-        names = [m.name for m in self.models]
+        names = [m.name for m in self.models] + [e.name for e in self.ensembles]
         unknown = sorted({n for pair in self.compare or [] for n in pair if n not in names})
         if unknown:
             raise ValueError(f"compare names {unknown}, which are not benchmark rows {names}")

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from torch.nn import functional as F
 
-from ethnicmer.config import ModelConfig
+from ethnicmer.config import ModelConfig, TrainingOptions
 from ethnicmer.devices import Compute, make_deterministic
+from ethnicmer.evaluation.augment import augment_flow, draw_transforms, mix_batch, warp
 from ethnicmer.explain.fold_maps import MapRequest
-from ethnicmer.io import atomic_path, write_csv_atomic
+from ethnicmer.io import atomic_path, write_csv_atomic, write_json_atomic
 from ethnicmer.models.backbones import create_backbone
 from ethnicmer.models.dual import DualContextNet
 from ethnicmer.progress import progress
@@ -62,6 +65,8 @@ class FoldTask:
         show_epochs: draw a progress bar over epochs.
         compute: the device and precision the fold trains at (:mod:`ethnicmer.devices`).
         maps: activation maps to make right after training (``cam.when: fold``), or None.
+        groups: ``(N,)`` subject id of every sample (rows with nested selection: the
+            inner splits group by subject).
     """
 
     model: ModelConfig
@@ -84,6 +89,7 @@ class FoldTask:
     checkpoint_precision: str = "float16"
     compute: Compute = CPU
     maps: MapRequest | None = None
+    groups: np.ndarray | None = None
 
 
 def build_model(model: ModelConfig, n_context: int) -> DualContextNet:
@@ -129,6 +135,87 @@ def _batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
     return batches
 
 
+def _optimiser(
+    net: DualContextNet, settings: TrainSettings, options: TrainingOptions, steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, bool]:
+    """The optimiser, its schedule and whether the schedule steps per batch (one-cycle)."""
+    # fused Adam: one kernel for all parameters, the same update rule (Kingma & Ba);
+    # on a CPU it takes 0.012 s instead of 0.066 s per step for ResNet-18's 11 M weights
+    if options.optimizer == "adamw":
+        optimiser: torch.optim.Optimizer = torch.optim.AdamW(
+            net.parameters(), lr=settings.lr, weight_decay=options.weight_decay, fused=True
+        )
+    else:
+        optimiser = torch.optim.Adam(
+            net.parameters(), lr=settings.lr, weight_decay=options.weight_decay, fused=True
+        )
+    if options.schedule == "cosine":
+        return (
+            optimiser,
+            torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, settings.epochs),
+            False,
+        )
+    if options.schedule == "onecycle":
+        total = settings.epochs * steps
+        return optimiser, torch.optim.lr_scheduler.OneCycleLR(optimiser, settings.lr, total), True
+    return optimiser, torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=settings.gamma), False
+
+
+def _class_weights(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Inverse class frequency of the fold's training labels, mean 1 over the samples."""
+    counts = torch.bincount(labels, minlength=n_classes).double()
+    weights = torch.where(counts > 0, len(labels) / (n_classes * counts.clamp_min(1)), 0.0)
+    return weights.float()
+
+
+def _order(
+    labels: torch.Tensor, options: TrainingOptions, generator: torch.Generator
+) -> torch.Tensor:
+    """One epoch's sample order: a permutation, or (``class_balance: sampler``) N draws
+    with replacement, each class equally likely."""
+    if options.class_balance != "sampler":
+        return torch.randperm(len(labels), generator=generator)
+    counts = torch.bincount(labels.cpu()).double()
+    weights = (1.0 / counts)[labels.cpu()]
+    return torch.multinomial(weights, len(labels), replacement=True, generator=generator)
+
+
+def _loss(
+    net: DualContextNet,
+    outputs: dict[str, torch.Tensor],
+    emotion: torch.Tensor,
+    context: torch.Tensor | None,
+    settings: TrainSettings,
+    options: TrainingOptions,
+    class_weights: torch.Tensor | None,
+    mixed: tuple[torch.Tensor, float] | None,
+) -> torch.Tensor:
+    """Eq. 4 with the row's training options (label smoothing, class weights, mixing);
+    without options exactly :meth:`DualContextNet.loss`."""
+    if not options.label_smoothing and class_weights is None and mixed is None:
+        return net.loss(outputs, emotion, context, settings.loss_weights)
+
+    def ce(logits: torch.Tensor, target: torch.Tensor, weighted: bool) -> torch.Tensor:
+        weight = class_weights if weighted else None
+        smooth = options.label_smoothing
+
+        def one(labels: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy(logits, labels, weight=weight, label_smoothing=smooth)
+
+        if mixed is None:
+            return one(target)
+        partner, lam = mixed
+        return lam * one(target) + (1 - lam) * one(target[partner.to(target.device)])
+
+    w_emo, w_ctx, w_fus = settings.loss_weights
+    loss = w_emo * ce(outputs["emotion"], emotion, True)
+    if "fusion" in outputs:
+        assert context is not None
+        loss = loss + w_ctx * ce(outputs["context"], context, False)
+        loss = loss + w_fus * ce(outputs["fusion"], emotion, True)
+    return loss
+
+
 def train_model(
     net: DualContextNet,
     flow: torch.Tensor,
@@ -139,13 +226,16 @@ def train_model(
     seed: int,
     show_epochs: bool = False,
     compute: Compute = CPU,
+    options: TrainingOptions | None = None,
+    context_is_flow: bool = False,
 ) -> list[float]:
     """Train ``net`` in place for ``settings.epochs`` epochs; return the mean loss per epoch.
 
     ``net`` and the tensors are on ``compute.device`` already (moved once per fold);
-    the batch order is drawn on the CPU from ``seed``, so it is the same on every device.
-    The loss is summed on the device and read once per epoch (no host synchronisation
-    inside the batch loop).
+    the batch order (and every augmentation and mixing draw) comes from a CPU generator
+    seeded with ``seed``, so it is the same on every device. The loss is summed on the
+    device and read once per epoch (no host synchronisation inside the batch loop).
+    With the default ``options`` this is the paper's schedule exactly.
 
     Args:
         flow: ``(N, 3, H, W)`` float32 training flow images.
@@ -153,28 +243,62 @@ def train_model(
         labels: ``(N,)`` int64 emotion labels; context: ``(N,)`` int64 or ``None``.
         seed: seeds the batch order.
         compute: device and precision (autocast, and a gradient scaler for 16-mixed).
+        options: the row's training options (:class:`ethnicmer.config.TrainingOptions`).
+        context_is_flow: the context branch reads the flow image (it is augmented the
+            same way); otherwise an RGB context gets the same geometric transform only.
     """
+    options = options or TrainingOptions()
     generator = torch.Generator().manual_seed(seed)
-    # fused Adam: one kernel for all parameters, the same update rule (Kingma & Ba);
-    # on a CPU it takes 0.012 s instead of 0.066 s per step for ResNet-18's 11 M weights
-    optimiser = torch.optim.Adam(net.parameters(), lr=settings.lr, fused=True)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=settings.gamma)
+    n_classes = net.emotion_head.out_features
+    steps = len(_batches(torch.arange(len(labels)), settings.batch_size))
+    optimiser, scheduler, per_step = _optimiser(net, settings, options, steps)
+    weights = (
+        _class_weights(labels, n_classes).to(flow.device)
+        if options.class_balance == "loss"
+        else None
+    )
+    average = (
+        torch.optim.swa_utils.AveragedModel(
+            net,
+            multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(options.ema_decay),
+            use_buffers=True,
+        )
+        if options.ema_decay
+        else None
+    )
+    mixing = "mixup" if options.mixup_alpha else "cutmix" if options.cutmix_alpha else None
     scaler = compute.scaler()
     losses = []
     epochs = range(settings.epochs)
     for _ in progress(epochs, "epochs") if show_epochs else epochs:
         net.train()
         total = torch.zeros((), dtype=torch.float64, device=flow.device)
-        order = torch.randperm(len(labels), generator=generator).to(flow.device)
+        order = _order(labels, options, generator).to(flow.device)
         for batch in _batches(order, settings.batch_size):
+            x = flow[batch]
+            c = None if context_input is None else context_input[batch]
+            if options.augment is not None:
+                transforms = draw_transforms(len(batch), options.augment, generator)
+                x = augment_flow(x, transforms, options.augment.flow_values)
+                if c is not None:
+                    c = x if context_is_flow else warp(c, transforms)
+            mixed = None
+            if mixing is not None:
+                alpha = options.mixup_alpha or options.cutmix_alpha
+                (x, c), partner, lam = mix_batch([x, c], mixing, alpha, generator)
+                mixed = (partner, lam)
             optimiser.zero_grad(set_to_none=True)
             with compute.autocast():
-                outputs = net(flow[batch], None if context_input is None else context_input[batch])
-                loss = net.loss(
+                outputs = net(x, c)
+                loss = _loss(
+                    net,
                     outputs,
                     labels[batch],
                     None if context is None else context[batch],
-                    settings.loss_weights,
+                    settings,
+                    options,
+                    weights,
+                    mixed,
                 )
             if scaler is None:
                 loss.backward()
@@ -183,9 +307,16 @@ def train_model(
                 scaler.scale(loss).backward()
                 scaler.step(optimiser)
                 scaler.update()
+            if average is not None:
+                average.update_parameters(net)
+            if per_step:
+                scheduler.step()
             total += loss.detach().double() * len(batch)
-        scheduler.step()
+        if not per_step:
+            scheduler.step()
         losses.append(float(total) / len(labels))
+    if average is not None:  # predict with the moving average of the weights
+        net.load_state_dict(average.module.state_dict())
     return losses
 
 
@@ -247,17 +378,56 @@ def run_fold(task: FoldTask) -> dict[str, float | str]:
     labels = load(task.train, task.labels)
     context = None if task.context is None else load(task.train, task.context)
 
-    net = build_model(task.model, task.n_context).to(device)
+    context_is_flow = task.context_file == task.flow_file
+    model, settings = task.model, task.settings
+    if model.selection is not None:  # nested: settings chosen on the training subjects
+        from ethnicmer.evaluation.selection import select, settings_of
+
+        ctx_all = np.load(task.context_file, mmap_mode="r") if task.context_file else None
+
+        def score(
+            candidate: ModelConfig,
+            chosen: TrainSettings,
+            rows: np.ndarray,
+            held: np.ndarray,
+            seed: int,
+        ) -> np.ndarray:
+            torch.manual_seed(seed)
+            inner = build_model(candidate, task.n_context).to(device)
+            train_model(
+                inner,
+                load(rows, flow_all),
+                None if ctx_all is None else load(rows, ctx_all),
+                load(rows, task.labels),
+                None if task.context is None else load(rows, task.context),
+                chosen,
+                seed,
+                compute=task.compute,
+                options=candidate.training,
+                context_is_flow=context_is_flow,
+            )
+            held_ctx = None if ctx_all is None else load(held, ctx_all)
+            logits, _ = predict(inner, load(held, flow_all), held_ctx, compute=task.compute)
+            return logits.argmax(axis=1)
+
+        model, record = select(task, score)
+        settings = settings_of(model, task.settings)
+        folder = Path(task.predictions_file).parent.parent / "selection"
+        write_json_atomic(folder / f"{Path(task.predictions_file).stem}.json", record)
+        torch.manual_seed(task.seed)
+    net = build_model(model, task.n_context).to(device)
     losses = train_model(
         net,
         flow,
         context_input,
         labels,
         context,
-        task.settings,
+        settings,
         task.seed,
         task.show_epochs,
         task.compute,
+        model.training,
+        context_is_flow=context_is_flow,
     )
     logits, context_logits = predict(net, test_flow, test_context_input, compute=task.compute)
 

@@ -154,11 +154,35 @@ def _efficientnet_lite0(weights: str) -> Backbone:
     return Backbone("efficientnet_lite0", model, int(model.num_features))
 
 
+def _timm(name: str, weights: str) -> Backbone:
+    """Any timm model by name (``timm:<name>``), classifier removed; ``imagenet`` loads
+    timm's pretrained weights where the machine can fetch them."""
+    import timm
+
+    try:
+        model = timm.create_model(name, pretrained=weights == "imagenet", num_classes=0)
+    except RuntimeError as exc:
+        if "Unknown model" in str(exc):
+            raise ModelError(f"timm has no model {name!r} (timm.list_models() lists them)") from exc
+        raise ModelError(
+            f"cannot build timm:{name} with weights {weights!r} ({exc}); {_OPTIONS}"
+        ) from exc
+    except Exception as exc:  # hub errors when offline
+        raise ModelError(
+            f"cannot load weights for timm:{name} ({type(exc).__name__}: {exc}); {_OPTIONS}"
+        ) from exc
+    if weights not in ("none", "imagenet"):
+        path = Path(weights)
+        _load_into(model, _load_state(path), path)
+    return Backbone(f"timm:{name}", model, int(model.num_features))
+
+
 def create_backbone(name: str, weights: str = "none") -> Backbone:
     """Build a backbone with the requested weights.
 
     Args:
-        name: one of :data:`BACKBONES`.
+        name: one of :data:`BACKBONES`, of :data:`ethnicmer.models.small.SMALL_BACKBONES`
+            (small-input models, from scratch or a local file), or ``timm:<name>``.
         weights: ``"none"``, ``"imagenet"`` or a path to a state-dict file.
 
     Raises:
@@ -171,4 +195,18 @@ def create_backbone(name: str, weights: str = "none") -> Backbone:
         return _tiny_vit(name, weights)
     if name == "efficientnet_lite0":
         return _efficientnet_lite0(weights)
-    raise ModelError(f"unknown backbone {name!r}; available: {list(BACKBONES)}")
+    if name.startswith("timm:"):
+        return _timm(name.removeprefix("timm:"), weights)
+    from ethnicmer.models.small import SMALL_BACKBONES, create_small
+
+    if name in SMALL_BACKBONES:
+        if weights == "imagenet":
+            raise ModelError(f"{name} has no ImageNet weights; use weights: none or a local file")
+        backbone = create_small(name)
+        if weights != "none":
+            path = Path(weights)
+            _load_into(backbone.body, _load_state(path), path)
+        return backbone
+    raise ModelError(
+        f"unknown backbone {name!r}; available: {[*BACKBONES, *SMALL_BACKBONES]} or timm:<name>"
+    )

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ethnicmer import __version__
-from ethnicmer.config import BenchmarkConfig, ModelConfig, StudyConfig
+from ethnicmer.config import BenchmarkConfig, ModelConfig, StudyConfig, TrainingOptions
 from ethnicmer.devices import resolve_compute
 from ethnicmer.errors import DiskSpaceError
 from ethnicmer.evaluation.executors import default_threads, execute, resolve
@@ -37,6 +37,7 @@ from ethnicmer.evaluation.protocols import (
     protocol_folds,
     restrict,
     row_samples,
+    subject_ids,
 )
 from ethnicmer.evaluation.training import FoldTask, TrainSettings, checkpoint_bytes
 from ethnicmer.explain.fold_maps import MapRequest
@@ -46,8 +47,13 @@ from ethnicmer.studies.benchmark_summary import summarise_benchmark
 
 
 def _settings(bench: BenchmarkConfig, model: ModelConfig) -> TrainSettings:
+    """The row's schedule: its own epochs / lr / batch size where given, else the benchmark's."""
     return TrainSettings(
-        bench.epochs, bench.batch_size, bench.lr, bench.gamma, tuple(model.loss_weights)
+        model.epochs or bench.epochs,
+        model.batch_size or bench.batch_size,
+        model.lr or bench.lr,
+        bench.gamma,
+        tuple(model.loss_weights),
     )
 
 
@@ -118,10 +124,27 @@ SPEC_UPGRADES = {"compute": {"device": "cpu", "precision": "32"}}
 """Keys older specs lack, with the value every fold of that ethnicmer had: it trained on
 the CPU in float32, so such folds are kept on a CPU at precision 32."""
 
+MODEL_UPGRADES = {
+    "epochs": None,
+    "lr": None,
+    "batch_size": None,
+    "training": json.loads(TrainingOptions().model_dump_json()),
+    "selection": None,
+}
+"""Row settings added since older specs, at the values that reproduce those folds (the
+benchmark's schedule, no training option, fixed settings)."""
+
 
 def upgrade_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """An older row spec with the keys it lacks (:data:`SPEC_UPGRADES`) filled in."""
-    return {**SPEC_UPGRADES, **spec} if spec else spec
+    """An older row spec with the keys it lacks (:data:`SPEC_UPGRADES`,
+    :data:`MODEL_UPGRADES`) filled in: settings that did not exist then had the value
+    that reproduces those folds."""
+    if not spec:
+        return spec
+    upgraded = {**SPEC_UPGRADES, **spec}
+    if isinstance(upgraded.get("model"), dict):
+        upgraded["model"] = {**MODEL_UPGRADES, **upgraded["model"]}
+    return upgraded
 
 
 def map_request(
@@ -195,6 +218,7 @@ def plan_tasks(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> list[F
     inputs_dir = cfg.run_dir / "inputs"
     labels = samples["label_id"].to_numpy(dtype=np.int64)
     keys = list(zip(samples["dataset"], samples["subject"], samples["filename"], strict=True))
+    groups = subject_ids(samples)
     threads = default_threads(bench.executor)
     compute = resolve_compute(bench.device, bench.precision)
     show_epochs = bench.executor.kind == "inline"  # an epoch bar only for folds run here
@@ -256,6 +280,7 @@ def plan_tasks(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> list[F
                         maps=map_request(
                             cfg, model, seed, str(model_dir / "maps" / f"{fold.slug}.npz")
                         ),
+                        groups=groups if model.selection is not None else None,
                     )
                 )
     return tasks

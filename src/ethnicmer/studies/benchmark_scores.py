@@ -228,3 +228,29 @@ def cde_rows(row: RowPredictions) -> dict[str, Any]:
             record["uf1_seed_max"] = float(np.max([s["uf1"] for s in scores]))
         record[f"samples{suffix}"] = int(mask.sum())
     return record
+
+
+def ensemble_predictions(predictions: pd.DataFrame, name: str, members: list[str]) -> pd.DataFrame:
+    """The predictions of an ensemble row: per sample, the class of the mean logits over
+    every seed of every member (samples all of them predicted), as one seed (the lowest);
+    ``seconds`` is the members' compute for the fold, summed."""
+    keys = ["dataset", "subject", "filename"]
+    logits = [c for c in predictions.columns if c.startswith("logit_")]
+    part = predictions[predictions["model"].isin(members)]
+    runs = part.groupby(["model", "seed"]).ngroups
+    grouped = part.groupby(keys, sort=True)
+    complete = grouped.size() == runs
+    mean = grouped[logits].mean()[complete]
+    first = grouped[["fold", "y_true"]].first()[complete]
+    seconds = part.groupby(["model", "seed", "fold"])["seconds"].first().groupby("fold").sum()
+    out = first.join(mean).reset_index()
+    out["y_pred"] = out[logits].to_numpy().argmax(axis=1)
+    out["seed"] = int(part["seed"].min())
+    out["model"] = name
+    out["seconds"] = out["fold"].map(seconds).to_numpy()
+    return out[[*keys, "seed", "fold", "y_true", "y_pred", *logits, "seconds", "model"]]
+
+
+def ensemble_row(model: ModelConfig, name: str) -> ModelConfig:
+    """The row config an ensemble is reported under: its first member's, renamed."""
+    return model.model_copy(update={"name": name})

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ethnicmer.config import BenchmarkConfig, StudyConfig
+from ethnicmer.config import BenchmarkConfig, ModelConfig, StudyConfig
 from ethnicmer.data.emotions import EMOTION_CLASSES
 from ethnicmer.devices import resolve_compute
 from ethnicmer.evaluation.colour import colour_decoding
@@ -55,6 +55,8 @@ from ethnicmer.stats.multiple import add_family
 from ethnicmer.studies.benchmark_scores import (
     RowPredictions,
     cde_rows,
+    ensemble_predictions,
+    ensemble_row,
     group_rows,
     prediction_matrix,
     row_predictions,
@@ -153,19 +155,27 @@ def _decoding(cfg: StudyConfig, scored: pd.DataFrame, predictions: pd.DataFrame)
 
 
 def _score_tables(
-    cfg: StudyConfig, rows: list[RowPredictions], predictions: pd.DataFrame, out_dir: Path
+    cfg: StudyConfig,
+    models: list[ModelConfig],
+    rows: list[RowPredictions],
+    predictions: pd.DataFrame,
+    out_dir: Path,
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[Path]]:
     """table5, groups, seeds, cde and the confusion figures; returns (table5, cde, files)."""
     bench = cfg.stages.benchmark
     assert bench is not None
     run_seeds = sorted(bench.seeds or [cfg.seed])  # the row order of every prediction matrix
+    ensembles = {e.name: e.members for e in bench.ensembles}
     written: list[Path] = []
     table_rows, group_records, seed_records, cde_records = [], [], [], []
-    for model, row in zip(bench.models, rows, strict=True):
-        seed_records += seed_rows(row, run_seeds)
+    for model, row in zip(models, rows, strict=True):
+        seed_records += seed_rows(row, run_seeds[: len(row.preds)])
         groups = group_rows(row)
         group_records += groups
-        table_rows.append(table5_row(cfg, model, row, predictions, groups))
+        record = table5_row(cfg, model, row, predictions, groups)
+        if model.name in ensembles:
+            record["context_input"] = f"ensemble of {', '.join(ensembles[model.name])}"
+        table_rows.append(record)
         cde_records.append(cde_rows(row))
         written.append(
             confusion_figure(
@@ -223,11 +233,20 @@ def summarise_benchmark(
     scored = samples[
         samples.set_index(keys).index.isin(predictions.set_index(keys).index)
     ].reset_index(drop=True)
-    rows = [row_predictions(predictions, model.name, scored) for model in bench.models]
-    table, cde, written = _score_tables(cfg, rows, predictions, out_dir)
+    first = {m.name: m for m in bench.models}
+    derived = [ensemble_predictions(predictions, e.name, e.members) for e in bench.ensembles]
+    every = pd.concat([predictions, *derived], ignore_index=True)
+    models = [
+        *bench.models,
+        *(ensemble_row(first[e.members[0]], e.name) for e in bench.ensembles),
+    ]
+    rows = [row_predictions(every, model.name, scored) for model in models]
+    table, cde, written = _score_tables(cfg, models, rows, every, out_dir)
+    if derived:
+        written.append(write_csv_atomic(pd.concat(derived), out_dir / "ensembles.csv"))
     pairs = _pairs(bench)
     exploratory = bench.purpose == "exploratory"
-    matrices = {m.name: prediction_matrix(predictions, m.name, scored) for m in bench.models}
+    matrices = {m.name: prediction_matrix(every, m.name, scored) for m in models}
     comparisons = compare_rows(
         scored,
         matrices,
