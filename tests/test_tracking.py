@@ -15,6 +15,7 @@ from tests.conftest import tiny_benchmark_config
 
 def test_a_tiny_run_is_logged_and_read_back_with_mlflows_client(tiny_megc: Path, tmp_path: Path):
     import mlflow
+
     path = tiny_benchmark_config(
         tmp_path,
         tiny_megc,
