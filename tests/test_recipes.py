@@ -20,6 +20,15 @@ from ethnicmer.stages import BENCHMARK, DATABASE
 from tests.conftest import tiny_benchmark_config
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one torch thread (no oversubscription on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize(
     "name", ["ststnet", "off_apexnet", "resnet_small_w16", "resnet18_small", "timm:resnet10t"]
 )
