@@ -977,6 +977,95 @@ def _(ws: Workspace) -> list[str]:
     return ["db", "build", str(ws.config(data=ws.megc_data(datasets=["casme2", "samm"])))]
 
 
+# --- devices, training options, ensembles, selection, tracking (issues 18, 19)
+
+
+def _bench(ws: Workspace, **extra: Any) -> list[str]:
+    bench = {"models": [{"name": "m"}], **extra}
+    return ["db", "build", str(ws.config(stages={"benchmark": bench}))]
+
+
+@case("unknown device", 2, r"stages\.benchmark\.device: String should match pattern")
+def _(ws: Workspace) -> list[str]:
+    return _bench(ws, device="gpu0")
+
+
+@case(
+    "CUDA device on a machine without one",
+    2,
+    r"device cuda:3: this machine has \d+ CUDA device",
+    needs=("torch",),
+)
+def _(ws: Workspace) -> list[str]:
+    bench = {"models": [{"name": "m"}], "device": "cuda:3", "epochs": 1}
+    return ["benchmark", str(ws.config(stages={"benchmark": bench}))]
+
+
+@case("mixed precision on the CPU", 2, r"precision bf16-mixed needs a GPU", needs=("torch",))
+def _(ws: Workspace) -> list[str]:
+    bench = {"models": [{"name": "m"}], "device": "cpu", "precision": "bf16-mixed", "epochs": 1}
+    return ["benchmark", str(ws.config(stages={"benchmark": bench}))]
+
+
+@case("rotation of min-max normalised flows", 2, r"rotate_degrees needs flows in pixels")
+def _(ws: Workspace) -> list[str]:
+    return _bench(ws, models=[{"name": "m", "training": {"augment": {"rotate_degrees": 10}}}])
+
+
+@case("mixup and cutmix together", 2, r"choose mixup_alpha or cutmix_alpha, not both")
+def _(ws: Workspace) -> list[str]:
+    return _bench(ws, models=[{"name": "m", "training": {"mixup_alpha": 0.2, "cutmix_alpha": 1}}])
+
+
+@case("unknown backbone", 2, r"emotion_backbone: String should match pattern")
+def _(ws: Workspace) -> list[str]:
+    return _bench(ws, models=[{"name": "m", "emotion_backbone": "resnet9000"}])
+
+
+@case("unknown timm model", 2, r"timm has no model 'no_such_net'", needs=("torch",))
+def _(ws: Workspace) -> list[str]:
+    bench = {"models": [{"name": "m", "emotion_backbone": "timm:no_such_net"}], "epochs": 1}
+    return ["benchmark", str(ws.config(stages={"benchmark": bench}))]
+
+
+@case("ensemble of an unknown row", 2, r"ensemble 'e': \['x'\] are not rows")
+def _(ws: Workspace) -> list[str]:
+    return _bench(ws, ensembles=[{"name": "e", "members": ["x"]}])
+
+
+@case("selection over an unknown setting", 2, r"selection\.space\.momentum: 0\.9: .*is not")
+def _(ws: Workspace) -> list[str]:
+    return _bench(ws, models=[{"name": "m", "selection": {"space": {"momentum": [0.9]}}}])
+
+
+@case("selection value a setting refuses", 2, r"selection\.space\.training\.label_smoothing: 0\.9")
+def _(ws: Workspace) -> list[str]:
+    space = {"training.label_smoothing": [0.9]}
+    return _bench(ws, models=[{"name": "m", "selection": {"space": space}}])
+
+
+@case(
+    "cam in the fold without a benchmark row", 2, r"cam\.models \['nope'\] are not benchmark rows"
+)
+def _(ws: Workspace) -> list[str]:
+    stages = {
+        "benchmark": {"models": [{"name": "m"}], "save_checkpoints": False},
+        "cam": {"when": "fold", "models": ["nope"]},
+    }
+    return ["db", "build", str(ws.config(stages=stages))]
+
+
+@case("cam after the benchmark without checkpoints", 2, r"or cam\.when: fold")
+def _(ws: Workspace) -> list[str]:
+    stages = {"benchmark": {"models": [{"name": "m"}], "save_checkpoints": False}, "cam": {}}
+    return ["db", "build", str(ws.config(stages=stages))]
+
+
+@case("tracking of another kind", 2, r"tracking\.kind: Input should be 'mlflow'")
+def _(ws: Workspace) -> list[str]:
+    return ["db", "build", str(ws.config(tracking={"kind": "wandb"}))]
+
+
 @case("Ctrl-C", 130, r"interrupted; .* re-run the same command to resume", setup="interrupt")
 def _(ws: Workspace) -> list[str]:
     return ws.build()
