@@ -302,27 +302,17 @@ def run_prima_facie(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> l
     return written
 
 
-def _design(
+def _run_draws(
     cfg: StudyConfig,
     data: tuple[np.ndarray, np.ndarray, np.ndarray],
-    subjects: pd.DataFrame,
+    pools: dict[str, list[str]],
     n_subjects: int,
     groups: tuple[str, str],
-    out_dir: Path,
-    prefix: str,
-    label: str,
-) -> tuple[list[Path], dict[str, Any]]:
-    """R draws of one scenario design; writes ``<prefix>table4`` etc.; returns files and records."""
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """R draws of the three scenarios: per-draw scores and the transfer protocol's rows."""
     pf = cfg.stages.prima_facie
     assert pf is not None
     features, labels, ids = data
-    pools = {g: sorted(subjects.loc[subjects["ethnicity"] == g, "id"]) for g in groups}
-    roles = cfg.data.demographics.paper_groups
-    paper = (
-        {roles.get(role, role): value for role, value in PAPER_TABLE_IV.items()}
-        if not prefix
-        else {}
-    )
     rng = np.random.default_rng(cfg.seed)
     records, transfer = [], []
     for draw in progress(range(1, pf.draws + 1), "prima facie draws"):
@@ -349,12 +339,13 @@ def _design(
                         "drop": reference.average - crossed.average,
                     }
                 )
-    draws = pd.DataFrame(records)
-    written = []
-    written.append(write_csv_atomic(draws, out_dir / f"{prefix}draws.csv"))
+    return pd.DataFrame(records), transfer
 
+
+def _table4(draws: pd.DataFrame, groups: tuple[str, str], paper: dict[str, float]) -> pd.DataFrame:
+    """Table IV's layout from the first draw, beside the paper's published averages."""
     first = draws[draws["draw"] == 1].set_index("scenario").reindex([groups[0], groups[1], "Mixed"])
-    table4 = pd.DataFrame(
+    return pd.DataFrame(
         {
             "train/test data": first.index,
             "protocol": "LOSO (CDE)",
@@ -366,18 +357,17 @@ def _design(
             "Negative share": first["negative_share"].to_numpy(),
         }
     )
-    written += write_table(
-        table4,
-        out_dir / f"{prefix}table4",
-        f"Prima facie (paper Table IV), {label}: draw 1 of {pf.draws}, "
-        f"{n_subjects} subjects per scenario",
-    )
 
-    summary_rows = []
+
+def _draw_summary(
+    draws: pd.DataFrame, groups: tuple[str, str], paper: dict[str, float]
+) -> pd.DataFrame:
+    """Per scenario: mean and 95 % interval over draws of the average F1."""
+    rows = []
     for name in (groups[0], groups[1], "Mixed"):
         part = draws[draws["scenario"] == name]
         low, high = _interval(part["average"])
-        summary_rows.append(
+        rows.append(
             {
                 "scenario": name,
                 "draws": len(part),
@@ -391,19 +381,18 @@ def _design(
                 "paper Average": paper.get(name, np.nan),
             }
         )
-    summary = pd.DataFrame(summary_rows)
-    written += write_table(
-        summary,
-        out_dir / f"{prefix}summary",
-        f"Prima facie, {label}: {pf.draws} draws, mean and 95 % interval of the average F1",
-    )
+    return pd.DataFrame(rows)
 
+
+def _mixed_tests(
+    pf: PrimaFacieConfig,
+    draws: pd.DataFrame,
+    null: dict[str, np.ndarray],
+    groups: tuple[str, str],
+    label: str,
+) -> pd.DataFrame:
+    """Mixed vs each mono-ethnic scenario against the relabelling null (one Holm family)."""
     wide = draws.pivot(index="draw", columns="scenario", values="average")
-    null = (
-        relabelled_null(pf, data, subjects, n_subjects, groups, cfg.seed)
-        if pf.permutations
-        else {g: np.array([]) for g in groups}
-    )
     tests = []
     for mono in groups:
         diff = wide["Mixed"] - wide[mono]
@@ -423,54 +412,39 @@ def _design(
                 "mde": minimum_detectable_effect(standard_error(null[mono])),
             }
         )
-    null_table = pd.DataFrame(
-        [
-            {"replicate": i + 1, "comparison": f"Mixed - {g}", "statistic": v}
-            for g in groups
-            for i, v in enumerate(null[g])
-        ],
-        columns=["replicate", "comparison", "statistic"],
-    )
-    written.append(write_csv_atomic(null_table, out_dir / f"{prefix}null.csv"))
-    tests_frame = add_family(
-        pd.DataFrame(tests),
-        "p",
-        f"prima facie: Mixed vs mono-ethnic ({label})",
-        "confirmatory",
-    )
-    written += write_table(
-        tests_frame,
-        out_dir / f"{prefix}tests",
-        "Does Mixed differ from each mono-ethnic scenario? Null from relabelling ethnicity "
-        "across subjects within dataset (scenarios re-drawn); Holm over the two tests",
+    return add_family(
+        pd.DataFrame(tests), "p", f"prima facie: Mixed vs mono-ethnic ({label})", "confirmatory"
     )
 
-    if transfer:
-        tr = pd.DataFrame(transfer)
-        written.append(write_csv_atomic(tr, out_dir / f"{prefix}transfer_draws.csv"))
-        rows = []
-        for (source, target), part in tr.groupby(["train", "test"], sort=False):
-            low, high = _interval(part["drop"])
-            rows.append(
-                {
-                    "train": source,
-                    "test": target,
-                    "draws": len(part),
-                    "mean transfer F1": part["transfer"].mean(),
-                    "mean within-group LOSO F1": part["within_test_group_loso"].mean(),
-                    "mean drop": part["drop"].mean(),
-                    "2.5%": low,
-                    "97.5%": high,
-                }
-            )
-        written += write_table(
-            pd.DataFrame(rows),
-            out_dir / f"{prefix}transfer",
-            "Cross-ethnicity transfer: train on one group, test on the other "
-            "(drop = within-group LOSO - transfer)",
+
+def _transfer_table(transfer: list[dict[str, Any]]) -> pd.DataFrame:
+    """Per direction: mean transfer F1, within-group LOSO F1, and the drop with its interval."""
+    rows = []
+    for (source, target), part in pd.DataFrame(transfer).groupby(["train", "test"], sort=False):
+        low, high = _interval(part["drop"])
+        rows.append(
+            {
+                "train": source,
+                "test": target,
+                "draws": len(part),
+                "mean transfer F1": part["transfer"].mean(),
+                "mean within-group LOSO F1": part["within_test_group_loso"].mean(),
+                "mean drop": part["drop"].mean(),
+                "2.5%": low,
+                "97.5%": high,
+            }
         )
+    return pd.DataFrame(rows)
 
-    figure = out_dir / f"{prefix}scores.png"
+
+def _scores_figure(
+    draws: pd.DataFrame,
+    groups: tuple[str, str],
+    paper: dict[str, float],
+    title: str,
+    path: Path,
+) -> Path:
+    """Box plot of each scenario's average F1 over draws (the paper's values as crosses)."""
     fig, ax = plt.subplots(figsize=(5, 3.6), dpi=120)
     order = [groups[0], groups[1], "Mixed"]
     ax.boxplot([draws.loc[draws["scenario"] == s, "average"] for s in order], tick_labels=order)
@@ -484,18 +458,89 @@ def _design(
         if s in paper:
             ax.scatter([i], [paper[s]], marker="x", c="red", label="paper" if i == 1 else None)
     ax.set_ylabel("average F1 (Negative, Non-negative)")
-    ax.set_title(f"Prima facie ({label}): {pf.draws} draws of {n_subjects} subjects", fontsize=9)
+    ax.set_title(title, fontsize=9)
     if paper:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    save_figure_atomic(fig, figure)
+    save_figure_atomic(fig, path)
     plt.close(fig)
-    written.append(figure)
+    return path
 
+
+def _design(
+    cfg: StudyConfig,
+    data: tuple[np.ndarray, np.ndarray, np.ndarray],
+    subjects: pd.DataFrame,
+    n_subjects: int,
+    groups: tuple[str, str],
+    out_dir: Path,
+    prefix: str,
+    label: str,
+) -> tuple[list[Path], dict[str, Any]]:
+    """R draws of one scenario design; writes ``<prefix>table4`` etc.; returns files and records."""
+    pf = cfg.stages.prima_facie
+    assert pf is not None
+    pools = {g: sorted(subjects.loc[subjects["ethnicity"] == g, "id"]) for g in groups}
+    roles = cfg.data.demographics.paper_groups
+    paper = (
+        {roles.get(role, role): value for role, value in PAPER_TABLE_IV.items()}
+        if not prefix
+        else {}
+    )
+    draws, transfer = _run_draws(cfg, data, pools, n_subjects, groups)
+    written = [write_csv_atomic(draws, out_dir / f"{prefix}draws.csv")]
+    table4 = _table4(draws, groups, paper)
+    written += write_table(
+        table4,
+        out_dir / f"{prefix}table4",
+        f"Prima facie (paper Table IV), {label}: draw 1 of {pf.draws}, "
+        f"{n_subjects} subjects per scenario",
+    )
+    summary = _draw_summary(draws, groups, paper)
+    written += write_table(
+        summary,
+        out_dir / f"{prefix}summary",
+        f"Prima facie, {label}: {pf.draws} draws, mean and 95 % interval of the average F1",
+    )
+    null = (
+        relabelled_null(pf, data, subjects, n_subjects, groups, cfg.seed)
+        if pf.permutations
+        else {g: np.array([]) for g in groups}
+    )
+    null_table = pd.DataFrame(
+        [
+            {"replicate": i + 1, "comparison": f"Mixed - {g}", "statistic": v}
+            for g in groups
+            for i, v in enumerate(null[g])
+        ],
+        columns=["replicate", "comparison", "statistic"],
+    )
+    written.append(write_csv_atomic(null_table, out_dir / f"{prefix}null.csv"))
+    tests_frame = _mixed_tests(pf, draws, null, groups, label)
+    written += write_table(
+        tests_frame,
+        out_dir / f"{prefix}tests",
+        "Does Mixed differ from each mono-ethnic scenario? Null from relabelling ethnicity "
+        "across subjects within dataset (scenarios re-drawn); Holm over the two tests",
+    )
+    transfer_table = pd.DataFrame()
+    if transfer:
+        written.append(
+            write_csv_atomic(pd.DataFrame(transfer), out_dir / f"{prefix}transfer_draws.csv")
+        )
+        transfer_table = _transfer_table(transfer)
+        written += write_table(
+            transfer_table,
+            out_dir / f"{prefix}transfer",
+            "Cross-ethnicity transfer: train on one group, test on the other "
+            "(drop = within-group LOSO - transfer)",
+        )
+    title = f"Prima facie ({label}): {pf.draws} draws of {n_subjects} subjects"
+    written.append(_scores_figure(draws, groups, paper, title, out_dir / f"{prefix}scores.png"))
     records_out = {
         "table4": table4.to_dict(orient="records"),
         "summary": summary.to_dict(orient="records"),
         "tests": tests_frame.to_dict(orient="records"),
-        "transfer": pd.DataFrame(rows).to_dict(orient="records") if transfer else [],
+        "transfer": transfer_table.to_dict(orient="records"),
     }
     return written, records_out
