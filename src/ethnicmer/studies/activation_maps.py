@@ -23,6 +23,7 @@ maps, targets), ``regions_<tag>.csv`` (per-sample measures),
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,74 @@ def _montage(
     return montage(cells, means, groups, cam.emotions, title, path)
 
 
+@dataclass(frozen=True)
+class _MapSet:
+    """What one (row, branch, method) set of maps gave: its files, layer info, region
+    statistics and claim attribution."""
+
+    tag: str
+    files: list[Path]
+    info: dict[str, Any]
+    statistics: list[dict[str, Any]]
+    attribution: pd.DataFrame
+
+
+def _one_map_set(
+    cfg: StudyConfig,
+    samples: pd.DataFrame,
+    landmarks: pd.DataFrame,
+    explained: RowMaps,
+    maps: np.ndarray,
+    row: str,
+    branch: str,
+    method: str,
+    out_dir: Path,
+) -> _MapSet:
+    """Measure, test and draw one set of maps (``maps_<tag>.npz``, ``regions_<tag>.csv``,
+    ``montage_<tag>.png``)."""
+    cam = cfg.stages.cam
+    assert cam is not None
+    tag = f"{row}_{branch}" + METHOD_SUFFIX[method]
+    info = {"method": method, **explained.info}
+    if method == "integrated_gradients":
+        info.update(layer="input pixels", feature_side=info["input_side"])
+        info["steps"] = cam.ig_steps
+    files, measures = _write_maps(samples, landmarks, explained, maps, tag, out_dir)
+    info["samples_without_positive_evidence"] = int((measures["cam_mass"].fillna(0) <= 0).sum())
+    attributed = attribute(
+        measures[measures["label"].isin(cam.emotions)],
+        sorted({claim["measure"] for claim in CLAIMS}),
+        "label",
+        cam.permutations,
+        cfg.seed,
+        ALPHA,
+        groups=claim_groups(cfg),
+        bootstrap=cam.bootstrap,
+    )
+    title = (
+        f"Grad-CAM at {info['layer']} ({info['feature_side']} px map)"
+        if method == "gradcam"
+        else f"Integrated Gradients ({cam.ig_steps} steps, motion-free baseline)"
+    )
+    files.append(
+        _montage(
+            cfg,
+            samples,
+            maps,
+            explained.flow,
+            f"{row}, {branch} branch, {title}, target {cam.target}",
+            out_dir / f"montage_{tag}.png",
+        )
+    )
+    return _MapSet(
+        tag,
+        files,
+        info,
+        region_statistics(cfg, measures, row, branch, method),
+        attributed.assign(model=row, branch=branch, method=method),
+    )
+
+
 def run_activation_maps(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Explain every benchmark row's test predictions and test the paper's claims.
 
@@ -207,45 +276,13 @@ def run_activation_maps(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) 
                 continue
             explained = explain_row(cfg, model, branch, samples, bench_dir)
             for method, maps in explained.maps.items():
-                tag = f"{model.name}_{branch}" + METHOD_SUFFIX[method]
-                info = {"method": method, **explained.info}
-                if method == "integrated_gradients":
-                    info.update(layer="input pixels", feature_side=info["input_side"])
-                    info["steps"] = cam.ig_steps
-                layers[tag] = info
-                files, measures = _write_maps(samples, landmarks, explained, maps, tag, out_dir)
-                written += files
-                no_mass = measures[measures["cam_mass"].fillna(0) <= 0]
-                info["samples_without_positive_evidence"] = len(no_mass)
-                stats_rows += region_statistics(cfg, measures, model.name, branch, method)
-                attributed = attribute(
-                    measures[measures["label"].isin(cam.emotions)],
-                    sorted({claim["measure"] for claim in CLAIMS}),
-                    "label",
-                    cam.permutations,
-                    cfg.seed,
-                    ALPHA,
-                    groups=claim_groups(cfg),
-                    bootstrap=cam.bootstrap,
+                result = _one_map_set(
+                    cfg, samples, landmarks, explained, maps, model.name, branch, method, out_dir
                 )
-                attribution_parts.append(
-                    attributed.assign(model=model.name, branch=branch, method=method)
-                )
-                title = (
-                    f"Grad-CAM at {info['layer']} ({info['feature_side']} px map)"
-                    if method == "gradcam"
-                    else f"Integrated Gradients ({cam.ig_steps} steps, motion-free baseline)"
-                )
-                written.append(
-                    _montage(
-                        cfg,
-                        samples,
-                        maps,
-                        explained.flow,
-                        f"{model.name}, {branch} branch, {title}, target {cam.target}",
-                        out_dir / f"montage_{tag}.png",
-                    )
-                )
+                written += result.files
+                layers[result.tag] = result.info
+                stats_rows += result.statistics
+                attribution_parts.append(result.attribution)
     stats = statistics_table(stats_rows)
     written += write_table(
         stats,
