@@ -56,6 +56,11 @@ def test_cpu_predictions_are_the_same_whatever_the_device_setting(tiny_megc: Pat
     explicit = _run(tmp_path / "cpu", tiny_megc, device="cpu")
     spec = json.loads((explicit / "benchmark/models/motion/seed-0/spec.json").read_text())
     assert spec["compute"] == {"device": "cpu", "precision": "32"}
+    manifest = json.loads((explicit / "benchmark/manifest.json").read_text())
+    assert manifest["runtime"] == {
+        "compute": {"device": "cpu", "precision": "32"},
+        "threads_per_fold": 1,
+    }
     if torch.cuda.is_available() or torch.backends.mps.is_available():
         pytest.skip("auto resolves to an accelerator here; see the CUDA test")
     auto = _run(tmp_path / "auto", tiny_megc, device="auto")

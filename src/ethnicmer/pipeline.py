@@ -98,12 +98,15 @@ class Stage:
             (besides the stage's config section and the seed, which are always included).
         run: (config, output folder) → list of output files written.
         config_section: config → the stage's settings (JSON-able).
+        runtime: config → where the stage computed (resolved device, precision, torch
+            threads), recorded in the manifest.
     """
 
     name: str
     inputs: Callable[[StudyConfig], dict[str, Any]]
     run: Callable[[StudyConfig, Path], list[Path]]
     config_section: Callable[[StudyConfig], Any]
+    runtime: Callable[[StudyConfig], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -293,6 +296,7 @@ def run_stage(stage: Stage, cfg: StudyConfig, force: bool = False) -> StageResul
             "inputs": inputs,
             "material": material,
             "versions": package_versions(),
+            "runtime": stage.runtime(cfg) if stage.runtime is not None else {},
             "outputs": [
                 {"path": str(p), "bytes": p.stat().st_size, "sha256": file_digest(p)}
                 for p in outputs

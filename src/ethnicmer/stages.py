@@ -277,6 +277,24 @@ def samples_with_flows(cfg: StudyConfig) -> pd.DataFrame:
     return attach_flows(samples, flows, failed)
 
 
+def _runtime(name: str) -> Callable[[StudyConfig], dict[str, Any]]:
+    """The resolved device and precision (and, for the benchmark, torch threads per
+    fold) of a stage that computes with torch, for its manifest."""
+
+    def runtime(cfg: StudyConfig) -> dict[str, Any]:
+        from ethnicmer.devices import resolve_compute
+        from ethnicmer.evaluation.executors import default_threads
+
+        section = getattr(cfg.stages, name)
+        compute = resolve_compute(section.device, getattr(section, "precision", "32"))
+        out: dict[str, Any] = {"compute": compute.spec()}
+        if name == "benchmark":
+            out["threads_per_fold"] = default_threads(section.executor)
+        return out
+
+    return runtime
+
+
 def _study_stage(
     name: str,
     study: Callable[[StudyConfig, pd.DataFrame, Path], list[Path]],
@@ -287,7 +305,13 @@ def _study_stage(
     def run(cfg: StudyConfig, out_dir: Path) -> list[Path]:
         return study(cfg, samples_with_flows(cfg), out_dir)
 
-    return Stage(name=name, inputs=inputs, run=run, config_section=_stage_section(name))
+    return Stage(
+        name=name,
+        inputs=inputs,
+        run=run,
+        config_section=_stage_section(name),
+        runtime=_runtime(name),
+    )
 
 
 def _tracked_benchmark_inputs(cfg: StudyConfig) -> dict[str, Any]:
