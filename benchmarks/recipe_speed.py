@@ -26,7 +26,7 @@ from ethnicmer.config import BenchmarkConfig, ModelConfig
 from ethnicmer.evaluation.inputs import read_images
 from ethnicmer.evaluation.protocols import loso_folds
 from ethnicmer.evaluation.training import build_model, predict, train_model
-from ethnicmer.studies.benchmark import _settings
+from ethnicmer.studies.benchmark import row_settings
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "megc2019-best.yaml"
 SUBJECTS = 52
@@ -60,7 +60,7 @@ def main() -> None:
     seconds: dict[str, list[float]] = {row.name: [] for row in rows}
     for fold in folds:
         for row in rows:
-            settings = _settings(bench, row)
+            settings = row_settings(bench, row)
             train = torch.from_numpy(fold.train)
             context_input = flow_all[train] if row.context != "none" else None
             context = context_all[train] if row.context != "none" else None
@@ -89,7 +89,7 @@ def main() -> None:
         results[row.name] = {
             "backbone": row.emotion_backbone
             + ("" if row.context == "none" else f" + {row.context_backbone}"),
-            "epochs": _settings(bench, row).epochs,
+            "epochs": row_settings(bench, row).epochs,
             "median_fold_seconds": round(median, 2),
             "fold_seconds": [round(s, 2) for s in seconds[row.name]],
             "ratio_to_paper_row": round(median / paper, 3),

@@ -77,12 +77,12 @@ def test_flow_aware_transforms_move_pixels_and_vectors_together():
         minmax, {**none, "flip": torch.tensor([True]), "shift": torch.zeros(1, 2)}, "minmax"
     )
     assert flipped[0, 0].mean() == pytest.approx(0.3)  # u_norm → 1 − u_norm
-    shifted = augment_flow(flow, {**none, "shift": torch.tensor([[3.0, 0.0]])}, "signed")
+    shifted = augment_flow(flow, {**none, "shift": torch.tensor([[3.0 / 33, 0.0]])}, "signed")
     assert _where(shifted[0, 2]) == (11, 0)
     with pytest.raises(ValueError, match="rotate_degrees needs flows in pixels"):
         AugmentConfig(rotate_degrees=10)
     draws = draw_transforms(
-        64, AugmentConfig(hflip=True, scale=0.1, translate=2), torch.Generator().manual_seed(0)
+        64, AugmentConfig(hflip=True, scale=0.1, translate=2), torch.Generator().manual_seed(0), 28
     )
     assert 0.3 < draws["flip"].float().mean() < 0.7 and draws["scale"].min() >= 0.9
 
@@ -93,9 +93,12 @@ def test_mixing_keeps_labels_accountable():
     x = torch.rand(8, 3, 28, 28)
     (mixed, _), partner, lam = mix_batch([x, None], "mixup", 0.4, generator)
     assert torch.allclose(mixed, lam * x + (1 - lam) * x[partner])
-    (cut, _), partner, lam = mix_batch([x, None], "cutmix", 1.0, generator)
+    rgb = torch.rand(8, 3, 56, 56)  # a context input of another size: the same region
+    (cut, cut_rgb), partner, lam = mix_batch([x, rgb], "cutmix", 1.0, generator)
     changed = (cut != x).any(dim=1).float().mean(dim=(1, 2))
+    changed_rgb = (cut_rgb != rgb).any(dim=1).float().mean(dim=(1, 2))
     assert 0 <= lam <= 1 and changed.max() <= 1 - lam + 1e-6
+    assert float(changed_rgb.max()) == pytest.approx(float(changed.max()), abs=0.05)
 
 
 @pytest.mark.parametrize(

@@ -597,8 +597,16 @@ class BenchmarkConfig(_Strict):
 
     @model_validator(mode="after")
     def _compare_known_rows(self) -> BenchmarkConfig:
-        names = [m.name for m in self.models] + [e.name for e in self.ensembles]
-        unknown = sorted({n for pair in self.compare or [] for n in pair if n not in names})
+        names = [m.name for m in self.models]
+        ensembles = {e.name for e in self.ensembles}
+        paired = {n for pair in self.compare or [] for n in pair}
+        if paired & ensembles:
+            raise ValueError(
+                f"compare names the ensemble(s) {sorted(paired & ensembles)}: an ensemble is one "
+                "prediction per sample, not one per seed, so it cannot be paired by seed with a "
+                "row; compare its members instead"
+            )
+        unknown = sorted(n for n in paired if n not in names)
         if unknown:
             raise ValueError(f"compare names {unknown}, which are not benchmark rows {names}")
         return self

@@ -3,8 +3,10 @@
 After the benchmark stage has written its tables, each row becomes one MLflow run in
 the experiment ``tracking.experiment`` (default: the study name):
 
-- params: the row's model settings, the training schedule, input sizes, protocol,
-  seeds, device and precision, torch threads per fold, the ethnicmer version;
+- params: the row's model settings, its training schedule (its own epochs, lr and
+  batch size where it sets them), input sizes, protocol, seeds, device and precision,
+  torch threads per fold, the ethnicmer version (ensemble rows are not logged: they
+  have no fold of their own);
 - metrics: the row's Table V record (per-class F1, macro-F1 with its interval, UF1,
   UAR, macro-F1 per group and dataset) and its CDE record (UF1/UAR per dataset), and
   per fold (``step`` = fold index, one series per seed) the fold's accuracy, test
@@ -12,7 +14,8 @@ the experiment ``tracking.experiment`` (default: the study name):
 - artifacts: every table the benchmark wrote (``.csv``/``.md``/``.tex``), the row's
   confusion matrix and ``summary.json``;
 - tags: the study, the row, and ``ethnicmer.results`` (a digest of the row's
-  predictions), so re-running an up-to-date benchmark does not log the row again.
+  predictions and of the result tables), so re-running an up-to-date benchmark does not
+  log the row again, and changed tables (another bootstrap, grouping or pair) do.
 
 The default store is local: ``sqlite:///runs/<study>/mlflow/mlflow.db``, artifacts in
 ``runs/<study>/mlflow/artifacts`` (MLflow's own file store is deprecated). Read it
@@ -34,6 +37,7 @@ from ethnicmer import __version__
 from ethnicmer.config import StudyConfig
 from ethnicmer.errors import ConfigError
 from ethnicmer.progress import log
+from ethnicmer.studies.benchmark import row_settings
 
 
 def tracking_uri(cfg: StudyConfig) -> tuple[str, str]:
@@ -105,18 +109,18 @@ def log_benchmark(cfg: StudyConfig, out_dir: Path) -> list[str]:
         "compute": summary.get("compute", {}),
         "threads_per_fold": summary.get("threads_per_fold"),
         "ethnicmer": __version__,
-        "epochs": bench.epochs,
-        "batch_size": bench.batch_size,
-        "lr": bench.lr,
-        "gamma": bench.gamma,
-        "input_size": bench.input_size,
-        "rgb_size": bench.rgb_size,
     }
+    tables = hashlib.sha256()
+    for name in ("table5.csv", "cde.csv", "groups.csv", "comparisons.csv", "fairness.csv"):
+        if (out_dir / name).is_file():
+            tables.update((out_dir / name).read_bytes())
     run_ids = []
     for model in bench.models:
         rows = predictions[predictions["model"] == model.name]
+        # the row's predictions and every table (a changed bootstrap, grouping or pair
+        # re-logs the row)
         digest = hashlib.sha256(
-            rows.drop(columns=["seconds"]).to_csv(index=False).encode()
+            rows.drop(columns=["seconds"]).to_csv(index=False).encode() + tables.digest()
         ).hexdigest()[:16]
         done = client.search_runs(
             [experiment_id],
@@ -132,7 +136,16 @@ def log_benchmark(cfg: StudyConfig, out_dir: Path) -> list[str]:
             "ethnicmer.results": digest,
         }
         with mlflow.start_run(experiment_id=experiment_id, run_name=model.name, tags=tags) as run:
-            params = {**_flat("model", json.loads(model.model_dump_json())), **_flat("", common)}
+            schedule = row_settings(bench, model)
+            sizes = {
+                "input_size": model.input_size or bench.input_size,
+                "rgb_size": model.rgb_size or bench.rgb_size,
+            }
+            params = {
+                **_flat("model", json.loads(model.model_dump_json())),
+                **_flat("", common),
+                **_flat("", {**schedule.__dict__, **sizes}),
+            }
             mlflow.log_params(params)
             mlflow.log_metrics(_metrics(table5[model.name]))
             if model.name in cde:

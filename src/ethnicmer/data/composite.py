@@ -256,7 +256,12 @@ def _apply_labels(table: pd.DataFrame, mapping: str, ledger: _Ledger) -> pd.Data
             keep.append(index)
             labels.append(given[index])
             continue
-        label, reason = map_emotion(mapping, row["dataset"], row["emotion"])
+        try:
+            label, reason = map_emotion(mapping, row["dataset"], row["emotion"])
+        except DataError as exc:
+            raise DataError(
+                f"{row.get('source_file', '')}, row {row.get('source_row', '?')}: {exc}"
+            ) from None
         if label is None:
             ledger.exclude(row, reason)
             continue

@@ -99,6 +99,9 @@ def map_emotion(mapping: MappingName, dataset: str, emotion: str) -> tuple[str |
     Returns:
         ``(label, reason)``: the class name from :data:`EMOTION_CLASSES`, or ``None``
         with the reason the sample is dropped.
+
+    Raises:
+        DataError: ``megc2019`` for a dataset it does not define (not CASME II or SAMM).
     """
     if emotion == "happiness":
         return "Positive", ""
@@ -109,6 +112,11 @@ def map_emotion(mapping: MappingName, dataset: str, emotion: str) -> tuple[str |
     if mapping == "paper":
         return "Negative", ""
     if mapping == "megc2019":
+        if dataset not in _MEGC2019_NEGATIVE:
+            raise DataError(
+                f"the megc2019 mapping is defined for CASME II and SAMM only, not {dataset!r}: "
+                "give its samples a label column (or use emotion_mapping: paper)"
+            )
         if emotion in _MEGC2019_NEGATIVE[dataset]:
             return "Negative", ""
         return None, f"emotion {emotion!r} of {dataset} is not in the megc2019 mapping"

@@ -37,6 +37,10 @@ _DATASET_ALIASES = {
     "smic_hs_e": "smic",
 }
 
+_SQUEEZED_ALIASES = {re.sub(r"[^a-z0-9]", "", k): v for k, v in _DATASET_ALIASES.items()}
+"""The built-in names without separators: any spelling of them with other separators
+(``CASME-II``, ``SMIC HS``) is that dataset, never a new one."""
+
 _CUSTOM_ALIASES = {
     "cas(me)3": "casme3",
     "cas(me)^3": "casme3",
@@ -65,6 +69,9 @@ def normalise_dataset(value: object, where: str = "", custom: bool = False) -> s
     text = str(value).strip().lower()
     if text in _DATASET_ALIASES:
         return _DATASET_ALIASES[text]
+    squeezed = re.sub(r"[^a-z0-9]", "", text)  # "CASME-II", "SMIC HS", "casme_2"
+    if squeezed in _SQUEEZED_ALIASES:
+        return _SQUEEZED_ALIASES[squeezed]
     if custom and text:
         if text in _CUSTOM_ALIASES:
             return _CUSTOM_ALIASES[text]

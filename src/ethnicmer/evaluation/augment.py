@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -35,10 +36,11 @@ def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> tor
 
 
 def draw_transforms(
-    n: int, cfg: AugmentConfig, generator: torch.Generator
+    n: int, cfg: AugmentConfig, generator: torch.Generator, side: int
 ) -> dict[str, torch.Tensor]:
     """``n`` random transforms: ``flip`` (bool), ``scale``, ``angle`` (radians), ``shift``
-    ``(n, 2)`` (pixels, x and y), drawn on the CPU from ``generator``."""
+    ``(n, 2)`` (x and y, as a fraction of the image side; ``cfg.translate`` pixels of a
+    ``side``-pixel flow image), drawn on the CPU from ``generator``."""
     flip = (
         torch.rand(n, generator=generator) < 0.5 if cfg.hflip else torch.zeros(n, dtype=torch.bool)
     )
@@ -53,12 +55,14 @@ def draw_transforms(
         if cfg.translate
         else torch.zeros(n, 2)
     )
-    return {"flip": flip, "scale": scale, "angle": angle, "shift": shift}
+    # the shift as a fraction of the flow image's side: an RGB context of another size
+    # moves by the same fraction
+    return {"flip": flip, "scale": scale, "angle": angle, "shift": shift / side}
 
 
 def warp(images: torch.Tensor, transforms: dict[str, torch.Tensor]) -> torch.Tensor:
     """Resample ``(n, C, H, W)`` images by the transforms (pixels only, no vector change)."""
-    n, _, height, width = images.shape
+    n = images.shape[0]
     device = images.device
     flip = transforms["flip"].to(device)
     scale = transforms["scale"].to(device)
@@ -74,7 +78,7 @@ def warp(images: torch.Tensor, transforms: dict[str, torch.Tensor]) -> torch.Ten
     inverse[:, 0, 1] = sign * sin
     inverse[:, 1, 0] = -sin
     inverse[:, 1, 1] = cos
-    t = torch.stack([shift[:, 0] * 2 / width, shift[:, 1] * 2 / height], dim=1)
+    t = shift * 2  # fractions of the side → normalised grid units ([-1, 1] spans it)
     theta = torch.cat([inverse, -(inverse @ t[:, :, None])], dim=2)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
@@ -121,28 +125,32 @@ def mix_batch(
         λ·CE(labels) + (1 − λ)·CE(labels[partner]).
     """
     n = next(t for t in images if t is not None).shape[0]
-    beta = torch.distributions.Beta(torch.tensor(alpha), torch.tensor(alpha))
-    lam = float(beta.sample())  # the fold seeds torch's global generator
+    # λ from the fold's generator (via a NumPy stream it seeds), the same on every device
+    stream = np.random.default_rng(int(torch.randint(2**31, (1,), generator=generator)))
+    lam = float(stream.beta(alpha, alpha))
     partner = torch.randperm(n, generator=generator)
     out: list[torch.Tensor | None] = []
     if kind == "mixup":
         for t in images:
             out.append(None if t is None else lam * t + (1 - lam) * t[partner.to(t.device)])
         return out, partner, lam
-    reference = next(t for t in images if t is not None)
-    height, width = reference.shape[-2:]
-    cut_h, cut_w = int(height * math.sqrt(1 - lam)), int(width * math.sqrt(1 - lam))
-    cy = int(torch.randint(0, height, (1,), generator=generator))
-    cx = int(torch.randint(0, width, (1,), generator=generator))
-    y0, y1 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, height)
-    x0, x1 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, width)
+    # one box as fractions of the side, pasted into every input at its own size (an RGB
+    # context of another side gets the same region)
+    half = math.sqrt(1 - lam) / 2
+    cy, cx = (float(v) for v in torch.rand(2, generator=generator))
+    y0, y1 = max(cy - half, 0.0), min(cy + half, 1.0)
+    x0, x1 = max(cx - half, 0.0), min(cx + half, 1.0)
+    area = 0.0
     for t in images:
         if t is None:
             out.append(None)
             continue
+        height, width = t.shape[-2:]
+        rows = slice(round(y0 * height), round(y1 * height))
+        cols = slice(round(x0 * width), round(x1 * width))
         mixed = t.clone()
-        if t.shape[-2:] == (height, width):
-            mixed[:, :, y0:y1, x0:x1] = t[partner.to(t.device)][:, :, y0:y1, x0:x1]
+        mixed[:, :, rows, cols] = t[partner.to(t.device)][:, :, rows, cols]
         out.append(mixed)
-    lam = 1 - (y1 - y0) * (x1 - x0) / (height * width)
-    return out, partner, lam
+        if not area:  # λ from the first input's pasted pixels
+            area = (rows.stop - rows.start) * (cols.stop - cols.start) / (height * width)
+    return out, partner, 1 - area

@@ -98,8 +98,9 @@ def _checked(name: str, train: np.ndarray, test: np.ndarray, groups: np.ndarray)
     return Fold(name, train.astype(np.int64), test.astype(np.int64))
 
 
-def protocol_folds(samples: pd.DataFrame, bench: BenchmarkConfig) -> list[Fold]:
-    """The folds of ``bench.protocol`` over ``samples`` (positions into ``samples``).
+def protocol_folds(samples: pd.DataFrame, bench: BenchmarkConfig, limit: bool = True) -> list[Fold]:
+    """The folds of ``bench.protocol`` over ``samples`` (positions into ``samples``);
+    ``limit``: keep only the first ``bench.max_folds``.
 
     Raises:
         ConfigError: a requested test subject or dataset is not in the samples, or a
@@ -107,7 +108,7 @@ def protocol_folds(samples: pd.DataFrame, bench: BenchmarkConfig) -> list[Fold]:
         DataError: a fold's test subject appears in its training set (leakage).
     """
     if bench.protocol == "loso":
-        return loso_folds(samples, bench.test_subjects, bench.max_folds)
+        return loso_folds(samples, bench.test_subjects, bench.max_folds if limit else None)
     groups = subject_ids(samples)
     datasets = samples["dataset"].astype(str).to_numpy()
     present = sorted(set(datasets))
@@ -140,7 +141,7 @@ def protocol_folds(samples: pd.DataFrame, bench: BenchmarkConfig) -> list[Fold]:
                 groups,
             )
         ]
-    return folds[: bench.max_folds] if bench.max_folds is not None else folds
+    return folds[: bench.max_folds] if limit and bench.max_folds is not None else folds
 
 
 LABELLED_CONTEXTS = {

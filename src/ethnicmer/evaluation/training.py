@@ -163,7 +163,7 @@ def _optimiser(
 
 def _class_weights(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
     """Inverse class frequency of the fold's training labels, mean 1 over the samples."""
-    counts = torch.bincount(labels, minlength=n_classes).double()
+    counts = torch.bincount(labels.cpu(), minlength=n_classes).double()
     weights = torch.where(counts > 0, len(labels) / (n_classes * counts.clamp_min(1)), 0.0)
     return weights.float()
 
@@ -268,17 +268,18 @@ def train_model(
     )
     mixing = "mixup" if options.mixup_alpha else "cutmix" if options.cutmix_alpha else None
     scaler = compute.scaler()
+    accumulate = torch.float32 if flow.device.type == "mps" else torch.float64  # MPS: no float64
     losses = []
     epochs = range(settings.epochs)
     for _ in progress(epochs, "epochs") if show_epochs else epochs:
         net.train()
-        total = torch.zeros((), dtype=torch.float64, device=flow.device)
+        total = torch.zeros((), dtype=accumulate, device=flow.device)
         order = _order(labels, options, generator).to(flow.device)
         for batch in _batches(order, settings.batch_size):
             x = flow[batch]
             c = None if context_input is None else context_input[batch]
             if options.augment is not None:
-                transforms = draw_transforms(len(batch), options.augment, generator)
+                transforms = draw_transforms(len(batch), options.augment, generator, x.shape[-1])
                 x = augment_flow(x, transforms, options.augment.flow_values)
                 if c is not None:
                     c = x if context_is_flow else warp(c, transforms)
@@ -311,7 +312,7 @@ def train_model(
                 average.update_parameters(net)
             if per_step:
                 scheduler.step()
-            total += loss.detach().double() * len(batch)
+            total += loss.detach().to(accumulate) * len(batch)
         if not per_step:
             scheduler.step()
         losses.append(float(total) / len(labels))

@@ -98,7 +98,9 @@ def explain_fold(
 
     net.eval()
     side = flow.shape[-1] if branch == "emotion" else context_input.shape[-1]  # type: ignore[union-attr]
-    name, feature_side = choose_layer(net, branch, side, request.layer, request.min_cam_side)
+    name, feature_side = "", side  # Integrated Gradients attributes to input pixels
+    if "gradcam" in request.methods:
+        name, feature_side = choose_layer(net, branch, side, request.layer, request.min_cam_side)
     target = truth if request.target == "truth" else predicted
     maps = {}
     for method in request.methods:

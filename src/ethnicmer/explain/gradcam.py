@@ -27,11 +27,49 @@ from ethnicmer.models.dual import DualContextNet
 
 CANDIDATE_LAYERS: dict[str, list[str]] = {
     "resnet18": ["layer1", "layer2", "layer3", "layer4"],
+    "resnet18_small": ["layer1", "layer2", "layer3", "layer4"],
     "tiny_vit_5m_224": ["stages.0", "stages.1", "stages.2", "stages.3"],
     "tiny_vit_21m_224": ["stages.0", "stages.1", "stages.2", "stages.3"],
     "efficientnet_lite0": [f"blocks.{i}" for i in range(7)],
+    "ststnet": ["merged"],
+    "off_apexnet": ["u.3", "v.3"],
 }
-"""Stages of each backbone's body that Grad-CAM may target, shallow to deep."""
+"""Stages of each backbone's body that Grad-CAM may target, shallow to deep. Other
+backbones (``resnet_small_w<W>``, ``timm:<name>``) offer every module whose output is a
+4-D feature map (:func:`candidate_layers`)."""
+
+
+def candidate_layers(backbone: torch.nn.Module, input_size: int) -> dict[str, int]:
+    """Grad-CAM targets of a backbone and their feature-map sides at ``input_size``:
+    its listed stages, else every named module with a 4-D output, in forward order."""
+    body = backbone.body  # type: ignore[attr-defined]
+    listed = CANDIDATE_LAYERS.get(backbone.name)  # type: ignore[arg-type]
+    names = listed if listed is not None else [n for n, _ in body.named_modules() if n]
+    sides: dict[str, int] = {}
+    handles = []
+    for name in names:
+        module = body.get_submodule(name)
+
+        def hook(_m: torch.nn.Module, _i: object, out: object, name: str = name) -> None:
+            if isinstance(out, torch.Tensor) and out.dim() == 4 and name not in sides:
+                sides[name] = int(min(out.shape[-2:]))
+
+        handles.append(module.register_forward_hook(hook))
+    parameter = next(body.parameters())
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():  # a dummy input on the backbone's device and dtype
+            backbone(
+                torch.zeros(
+                    1, 3, input_size, input_size, device=parameter.device, dtype=parameter.dtype
+                )
+            )
+    finally:
+        for handle in handles:
+            handle.remove()
+        backbone.train(was_training)
+    return sides
 
 
 def _branch(net: DualContextNet, branch: str) -> torch.nn.Module:
@@ -44,26 +82,7 @@ def _branch(net: DualContextNet, branch: str) -> torch.nn.Module:
 
 def layer_sides(net: DualContextNet, branch: str, input_size: int) -> dict[str, int]:
     """Feature-map side (pixels) of each candidate layer of ``branch`` at ``input_size``."""
-    backbone = _branch(net, branch)
-    sides: dict[str, int] = {}
-    handles = []
-    for name in CANDIDATE_LAYERS[backbone.name]:
-        module = backbone.body.get_submodule(name)
-
-        def hook(_m: torch.nn.Module, _i: object, out: torch.Tensor, name: str = name) -> None:
-            sides[name] = int(min(out.shape[-2:]))
-
-        handles.append(module.register_forward_hook(hook))
-    was_training = backbone.training
-    backbone.eval()
-    try:
-        with torch.no_grad():
-            backbone(torch.zeros(1, 3, input_size, input_size))
-    finally:
-        for handle in handles:
-            handle.remove()
-        backbone.train(was_training)
-    return sides
+    return candidate_layers(_branch(net, branch), input_size)
 
 
 def choose_layer(

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ethnicmer.config import ModelConfig, StudyConfig
+from ethnicmer.config import ModelConfig, StudyConfig, candidate_config
 from ethnicmer.devices import resolve_compute
 from ethnicmer.errors import ModelError
 from ethnicmer.evaluation.inputs import load_inputs
@@ -77,7 +77,7 @@ def explain_row(
     labels = samples["label_id"].to_numpy(dtype=np.int64)
     folds = row_folds(samples, bench, model)
     model_dir = bench_dir / "models" / model.name / f"seed-{seed}"
-    check_spec(model_dir, fold_spec(cfg, model, seed, samples))
+    check_spec(model_dir, fold_spec(cfg, model, seed, samples, with_compute=False))
     side = flow.shape[-1] if branch == "emotion" else context_input.shape[-1]  # type: ignore[union-attr]
     maps = {m: np.full((len(samples), side, side), np.nan, np.float32) for m in cam.methods}
     targets = np.full(len(samples), -1, dtype=np.int64)
@@ -154,6 +154,12 @@ def _from_checkpoint(
             "with stages.benchmark.save_checkpoints: true (or use cam.when: fold)"
         )
     torch.manual_seed(0)
+    if model.selection is not None:  # the network the fold's nested selection chose
+        record = model_dir / "selection" / f"{fold.slug}.json"
+        try:
+            model = candidate_config(model, json.loads(record.read_text())["chosen"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelError(f"{record}: the fold's selection record is missing ({exc})") from None
     net = build_model(model, max(n_classes, 2))
     try:
         net.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))

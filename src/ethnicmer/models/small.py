@@ -47,11 +47,12 @@ class STSTNet(nn.Module):
             )
             for width in (3, 5, 8)
         )
+        self.merged = nn.Identity()  # the 16 concatenated maps (a Grad-CAM target)
         self.pool = nn.AdaptiveAvgPool2d(5)  # 2×2 average pool at 28 px (10 → 5)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(N, 3, H, W)`` → ``(N, 400)``."""
-        merged = torch.cat([stream(images) for stream in self.streams], dim=1)
+        merged = self.merged(torch.cat([stream(images) for stream in self.streams], dim=1))
         return self.pool(merged).flatten(1)
 
 

@@ -25,9 +25,15 @@ import numpy as np
 import pandas as pd
 
 from ethnicmer import __version__
-from ethnicmer.config import BenchmarkConfig, ModelConfig, StudyConfig, TrainingOptions
+from ethnicmer.config import (
+    BenchmarkConfig,
+    ModelConfig,
+    StudyConfig,
+    TrainingOptions,
+    candidate_config,
+)
 from ethnicmer.devices import resolve_compute
-from ethnicmer.errors import DiskSpaceError
+from ethnicmer.errors import ConfigError, DiskSpaceError
 from ethnicmer.evaluation.executors import default_threads, execute, resolve
 from ethnicmer.evaluation.inputs import cached_input_file, input_digest
 from ethnicmer.evaluation.protocols import (
@@ -46,7 +52,7 @@ from ethnicmer.progress import log
 from ethnicmer.studies.benchmark_summary import summarise_benchmark
 
 
-def _settings(bench: BenchmarkConfig, model: ModelConfig) -> TrainSettings:
+def row_settings(bench: BenchmarkConfig, model: ModelConfig) -> TrainSettings:
     """The row's schedule: its own epochs / lr / batch size where given, else the benchmark's."""
     return TrainSettings(
         model.epochs or bench.epochs,
@@ -165,12 +171,31 @@ def map_request(
 
 def row_folds(samples: pd.DataFrame, bench: BenchmarkConfig, model: ModelConfig) -> list[Fold]:
     """The folds of ``model``'s row: the protocol's folds over the samples it uses
-    (:func:`~ethnicmer.evaluation.protocols.row_samples`); positions into ``samples``."""
-    return restrict(protocol_folds(samples, bench), row_samples(samples, model.context))
+    (:func:`~ethnicmer.evaluation.protocols.row_samples`; ``max_folds`` counts the row's
+    own folds); positions into ``samples``.
+
+    Raises:
+        ConfigError: the row is left without a fold (its context needs a label that no
+            test subject, or no training subject, has); the message names the row.
+    """
+    folds = restrict(
+        protocol_folds(samples, bench, limit=False), row_samples(samples, model.context)
+    )
+    if not folds:
+        raise ConfigError(
+            f"benchmark row {model.name!r}: no fold left: its context {model.context!r} needs a "
+            "per-subject label that the test (or training) subjects of the protocol do not have "
+            "(data.demographics.missing: unknown); drop the row or give their demographics"
+        )
+    return folds[: bench.max_folds] if bench.max_folds is not None else folds
 
 
 def fold_spec(
-    cfg: StudyConfig, model: ModelConfig, seed: int, samples: pd.DataFrame
+    cfg: StudyConfig,
+    model: ModelConfig,
+    seed: int,
+    samples: pd.DataFrame,
+    with_compute: bool = True,
 ) -> dict[str, Any]:
     """Everything a row's fold models and predictions depend on (JSON-able).
 
@@ -178,7 +203,8 @@ def fold_spec(
     :func:`~ethnicmer.evaluation.inputs.input_digest`) and, for dual rows, of the
     per-sample context labels, so that a replaced image, another flow setting or a
     changed demographic label re-trains exactly the rows it affects. The cam stage
-    checks its checkpoints against the same spec.
+    checks its checkpoints against the same spec (``with_compute=False``: where the models
+    trained does not matter for explaining them, and that device may be absent here).
     """
     bench = cfg.stages.benchmark
     assert bench is not None
@@ -195,7 +221,7 @@ def fold_spec(
     request = map_request(cfg, model, seed)
     spec = {
         "model": json.loads(model.model_dump_json()),
-        "settings": _settings(bench, model).__dict__,
+        "settings": row_settings(bench, model).__dict__,
         "input_size": size,
         "rgb_size": rgb,
         "samples": _samples_digest(used),
@@ -203,7 +229,11 @@ def fold_spec(
         "context_labels": context_digest,
         "context_classes": classes,
         "threads": default_threads(bench.executor),
-        "compute": resolve_compute(bench.device, bench.precision).spec(),
+        **(
+            {"compute": resolve_compute(bench.device, bench.precision).spec()}
+            if with_compute
+            else {}
+        ),
         **({"maps": request.settings()} if request is not None else {}),
         "seed": seed,
         "ethnicmer": __version__,
@@ -255,7 +285,7 @@ def plan_tasks(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> list[F
                 tasks.append(
                     FoldTask(
                         model=model,
-                        settings=_settings(bench, model),
+                        settings=row_settings(bench, model),
                         seed=fold_seed(seed, fold.test_subject, model.name),
                         flow_file=flow_file,
                         context_file=context_file,
@@ -310,8 +340,18 @@ def check_disk_space(tasks: list[FoldTask], out_dir: Path) -> int:
         if task.checkpoint_file is None:
             continue
         key = (task.model.name, task.n_context)
-        if key not in sizes:
-            sizes[key] = checkpoint_bytes(task.model, task.n_context, task.checkpoint_precision)
+        if key not in sizes:  # nested selection: the largest network it may choose
+            choices = [task.model]
+            if task.model.selection is not None:
+                from ethnicmer.evaluation.selection import candidates
+
+                choices = [
+                    candidate_config(task.model, values)
+                    for values in candidates(task.model.selection, task.run_seed)
+                ]
+            sizes[key] = max(
+                checkpoint_bytes(m, task.n_context, task.checkpoint_precision) for m in choices
+            )
         need += sizes[key]
         count += 1
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -322,9 +362,9 @@ def check_disk_space(tasks: list[FoldTask], out_dir: Path) -> int:
             f"{out_dir}: the {count} fold "
             f"checkpoints still to write (rows {rows}) need {need / 1e9:.1f} GB plus "
             f"{DISK_MARGIN_BYTES / 1e9:.1f} GB to spare, but that disk has "
-            f"{free / 1e9:.1f} GB free. Free space, set benchmark.checkpoint_precision: "
-            "float16 (half the size), or benchmark.save_checkpoints: false (the "
-            "activation-map stage needs the checkpoints)."
+            f"{free / 1e9:.1f} GB free. Free space, use benchmark.checkpoint_precision: "
+            "float16 (half of float32; the default), cam.when: fold (maps made in the fold, "
+            "no checkpoint) or benchmark.save_checkpoints: false (no maps)."
         )
     return need
 

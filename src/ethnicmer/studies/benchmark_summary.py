@@ -44,6 +44,7 @@ from ethnicmer.evaluation.executors import default_threads
 from ethnicmer.evaluation.protocols import (
     context_labels,
     labelled,
+    row_samples,
     subject_ids,
     unlabelled_counts,
 )
@@ -247,6 +248,7 @@ def summarise_benchmark(
     pairs = _pairs(bench)
     exploratory = bench.purpose == "exploratory"
     matrices = {m.name: prediction_matrix(every, m.name, scored) for m in models}
+    trained_on = {m.name: int(row_samples(samples, m.context).sum()) for m in bench.models}
     comparisons = compare_rows(
         scored,
         matrices,
@@ -255,6 +257,7 @@ def summarise_benchmark(
         bench.bootstrap,
         cfg.seed,
         exploratory,
+        trained_on,
     )
     written += write_table(
         comparisons,

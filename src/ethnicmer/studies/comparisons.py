@@ -30,6 +30,7 @@ from ethnicmer.stats.resampling import subjects_of
 CONFIRMATORY = "Table V pairs"
 SINGLE_SEED = "Table V pairs (single seed)"
 EXPLORATORY_STUDY = "Table V pairs (exploratory study)"
+UNLIKE = "Table V pairs (different training subjects)"
 
 COLUMNS = [
     "a",
@@ -64,6 +65,7 @@ def compare_rows(
     resamples: int,
     seed: int,
     exploratory: bool = False,
+    trained_on: dict[str, int] | None = None,
 ) -> pd.DataFrame:
     """One row per pair with the difference, its interval, p, MDE, family and adjusted p.
 
@@ -76,6 +78,9 @@ def compare_rows(
         pairs: (A, B) row names; the difference is A − B.
         resamples: bootstrap and randomisation resamples; seed: seeds them.
         exploratory: the benchmark is declared exploratory (``purpose``).
+        trained_on: row name → the samples it trains on; a pair of rows trained on
+            different samples (a per-subject-label context drops the unlabelled
+            subjects) is exploratory: its difference also holds the extra training data.
     """
     rows: list[dict[str, Any]] = []
     for a, b in pairs:
@@ -92,6 +97,7 @@ def compare_rows(
             seed,
         )
         single = result.n_seeds < 2
+        unlike = trained_on is not None and trained_on.get(a) != trained_on.get(b)
         rows.append(
             {
                 "a": a,
@@ -116,11 +122,23 @@ def compare_rows(
                     if single
                     else f"{result.n_seeds} seeds, paired by seed and sample"
                 )
-                + ("; exploratory study (benchmark.purpose)" if exploratory else ""),
-                "_family": (
-                    EXPLORATORY_STUDY if exploratory else SINGLE_SEED if single else CONFIRMATORY
+                + ("; exploratory study (benchmark.purpose)" if exploratory else "")
+                + (
+                    f"; the rows trained on different samples ({a}: {trained_on[a]}, {b}: "
+                    f"{trained_on[b]}): not like for like, exploratory"
+                    if unlike and trained_on is not None
+                    else ""
                 ),
-                "_kind": "exploratory" if single or exploratory else "confirmatory",
+                "_family": (
+                    EXPLORATORY_STUDY
+                    if exploratory
+                    else SINGLE_SEED
+                    if single
+                    else UNLIKE
+                    if unlike
+                    else CONFIRMATORY
+                ),
+                "_kind": "exploratory" if single or exploratory or unlike else "confirmatory",
             }
         )
     table = pd.DataFrame(rows)
