@@ -69,7 +69,8 @@ class SmicSource(_Strict):
         "offset_frame (+ optional onset_path, apex_path, offset_path)"
     )
     frames: Path | None = Field(
-        default=None, description="root of SMIC_HS_E/<subject>/<clip>/image<frame>.jpg"
+        default=None,
+        description="the SMIC_HS_E folder itself (holding <subject>/<clip>/image<frame>.jpg)",
     )
 
 
@@ -348,7 +349,7 @@ class SelectionConfig(_Strict):
     """Nested selection of a row's settings on the training subjects of each outer fold.
 
     For every outer fold the candidates of ``space`` (the grid of its lists, or
-    ``max_candidates`` drawn from it with the study seed) are trained and scored on
+    ``max_candidates`` drawn from it with each benchmark seed) are trained and scored on
     ``inner_folds`` grouped splits (scikit-learn ``GroupKFold``) of that fold's
     training subjects only; the best by ``metric`` (pooled inner predictions; ties to
     the earlier candidate) is trained on all training subjects and predicts the test

@@ -2,9 +2,10 @@
 
 ``device: auto`` takes the first of CUDA, MPS and the CPU that the machine has;
 ``cpu``, ``cuda``, ``cuda:N`` and ``mps`` ask for one (an unavailable one is an
-error, never a silent fallback). ``precision: 32`` trains in float32 everywhere;
-``bf16-mixed`` and ``16-mixed`` run the forward pass under ``torch.autocast``
-(``16-mixed`` with a ``GradScaler``) and need an accelerator. On CUDA the cuDNN
+error, never a silent fallback). ``precision: "32"`` (a string: quote it in YAML)
+trains in float32 everywhere; ``bf16-mixed`` and ``16-mixed`` run the forward pass
+under ``torch.autocast`` (``16-mixed`` with a ``GradScaler`` on CUDA) and need an
+accelerator. On CUDA the cuDNN
 determinism flags are set (``cudnn.deterministic``, no autotuning,
 ``torch.use_deterministic_algorithms`` with ``CUBLAS_WORKSPACE_CONFIG``) as a best
 effort: some CUDA kernels have no deterministic version (the backward pass of

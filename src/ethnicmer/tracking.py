@@ -92,10 +92,12 @@ def log_benchmark(cfg: StudyConfig, out_dir: Path) -> list[str]:
     try:
         client = MlflowClient(uri)
         experiment = client.get_experiment_by_name(name)
+        # a local store keeps its artifacts beside it; a server decides where its go
+        location = artifacts if cfg.tracking.uri is None else None
         experiment_id = (
             experiment.experiment_id
             if experiment is not None
-            else client.create_experiment(name, artifact_location=artifacts)
+            else client.create_experiment(name, artifact_location=location)
         )
     except Exception as exc:  # MLflow raises many types for unreachable stores
         raise ConfigError(
@@ -111,9 +113,9 @@ def log_benchmark(cfg: StudyConfig, out_dir: Path) -> list[str]:
         "ethnicmer": __version__,
     }
     tables = hashlib.sha256()
-    for name in ("table5.csv", "cde.csv", "groups.csv", "comparisons.csv", "fairness.csv"):
-        if (out_dir / name).is_file():
-            tables.update((out_dir / name).read_bytes())
+    for table in ("table5.csv", "cde.csv", "groups.csv", "comparisons.csv", "fairness.csv"):
+        if (out_dir / table).is_file():
+            tables.update((out_dir / table).read_bytes())
     run_ids = []
     for model in bench.models:
         rows = predictions[predictions["model"] == model.name]

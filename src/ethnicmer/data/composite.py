@@ -282,7 +282,7 @@ def _load_corrections(path: Path) -> dict[tuple[str, str, str], tuple[int, str]]
     corrections = {}
     for index, row in raw.iterrows():
         where = f"{path}, line {int(index)}"
-        dataset = normalise_dataset(row["dataset"], where)
+        dataset = normalise_dataset(row["dataset"], where, custom=True)
         key = (
             dataset,
             normalise_subject(dataset, row["subject"], where),

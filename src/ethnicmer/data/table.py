@@ -6,22 +6,24 @@ differently. One row per micro-expression sample:
 ==================  ==========================================================
 column              meaning
 ==================  ==========================================================
-dataset             any name (``casme2``/``samm``/``smic`` get their subject
-                    and clip spelling rules; others are kept, lower-cased)
+dataset             any name (``casme2``/``samm``/``smic`` in any spelling get
+                    their subject and clip rules; others are lower-cased, runs of
+                    other characters become ``_``: ``My Lab`` → ``my_lab``)
 subject             the subject (one LOSO group)
 filename            the sample's name, unique within the subject
-emotion | label     an emotion word, mapped by ``data.emotion_mapping`` (paper
-                    Table III), or the 3-class label itself (0/1/2 or
-                    Negative/Positive/Surprise); when both are given, ``label``
-                    is used and ``emotion`` kept as the raw word
+emotion | label     ``emotion``: an emotion word, mapped by
+                    ``data.emotion_mapping`` (paper Table III); ``label``: the
+                    3-class label itself (0/1/2 or Negative/Positive/Surprise);
+                    when both are given, ``label`` is used and ``emotion`` kept
+                    as the raw word
 onset_path,         the onset and apex frame images (the flow stage computes
 apex_path           the flow image) — or:
 flow_path           a precomputed flow image (3 channels, R = u, G = v,
                     B = strain, as the MEGC2019 sets)
 offset_path         optional: the offset frame
 apex_crop_path      optional: an RGB apex face crop (apex-context rows)
-onset, apex,        optional frame numbers (checked: onset ≤ apex ≤ offset)
-offset
+onset, apex,        optional frame numbers, ``onset`` and ``offset`` together
+offset              (checked by ``data.apex_policy``: onset ≤ apex ≤ offset)
 action_units        optional: FACS codes as in the sheets (``AU6+AU12``, ``L12``)
 race_code | race,   optional per-subject demographics (race code 0 White,
 gender, age_bin     1 Black, 2 Asian, 3 Indian, 4 Others, or the race name;

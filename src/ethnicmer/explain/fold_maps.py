@@ -5,7 +5,8 @@ one fold's test samples with that fold's model, which never saw their subject. T
 activation-map stage calls it on each fold's saved checkpoint (``cam.when: after``);
 with ``cam.when: fold`` the benchmark calls it inside the fold right after training
 (:func:`save_fold_maps`), writes ``models/<row>/seed-<s>/maps/<fold>.npz`` and needs no
-checkpoint at all, and the stage reads those files (:func:`load_fold_maps`).
+checkpoint at all, and the stage reads those files (:func:`load_fold_maps`). Only
+the first benchmark seed's fold models are explained (``benchmark.seeds[0]``).
 """
 
 from __future__ import annotations

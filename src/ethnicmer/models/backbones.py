@@ -15,6 +15,7 @@ fallback to random weights.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -199,7 +200,7 @@ def create_backbone(name: str, weights: str = "none") -> Backbone:
         return _timm(name.removeprefix("timm:"), weights)
     from ethnicmer.models.small import SMALL_BACKBONES, create_small
 
-    if name in SMALL_BACKBONES:
+    if name in SMALL_BACKBONES or re.fullmatch(r"resnet_small_w\d+", name):
         if weights == "imagenet":
             raise ModelError(f"{name} has no ImageNet weights; use weights: none or a local file")
         backbone = create_small(name)

@@ -13,15 +13,17 @@ adds its heads. Sources:
 - :class:`OffApexNet` — Gan, Liong, Yau, Huang, Tan, *OFF-ApexNet on
   micro-expression recognition system*, Signal Processing: Image Communication
   2019: two streams over the horizontal and vertical flow (u, v; no strain), each
-  5×5 conv (6) → 2×2 max-pool → 5×5 conv (16) → 2×2 max-pool, concatenated and
-  passed through two fully connected layers of 1024 (ReLU, dropout 0.5): D = 1024.
+  5×5 conv (6) → 2×2 max-pool → 5×5 conv (16) → 2×2 max-pool (adaptively pooled to
+  7×7, the paper's size at 28 px, so other sides work), concatenated and passed
+  through two fully connected layers of 1024 (ReLU, dropout 0.5): D = 1024.
 - :func:`resnet18_small` — torchvision's ResNet-18 with the stem used for 32 px
   images (He et al., 2016, CIFAR experiments): a 3×3 stride-1 first convolution and
   no max-pool, so a 28 px input keeps 28×28 maps in the first stage: D = 512.
 - :class:`SmallResNet` (``resnet_small_w<W>``) — the same shape (3×3 stem, no
   max-pool, four stages of basic blocks, strides 1, 2, 2, 2) with widths W, 2W, 4W,
-  8W and one block per stage: a CPU-sized ResNet (W = 16: 0.18 M weights, about 1/60
-  of ResNet-18's multiply-adds at 28 px): D = 8W.
+  8W and one block per stage: a CPU-sized ResNet (W = 16: 0.31 M weights, about 0.4×
+  the paper ResNet-18's multiply-adds at 28 px and 1/35 of ``resnet18_small``'s):
+  D = 8W, for any width W (``resnet_small_w8``, ``_w16``, ``_w32``, ...).
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """The report's first section: what the study found, in a few sentences and one figure.
 
-Every sentence comes from a stage's tidy result table and carries its effect, its
-interval, its family-adjusted p and the smallest effect the study could detect, so a
-reader sees at once the answer and how much it can be trusted:
+Every sentence comes from a stage's tidy result table; every comparison, effect and
+prima facie sentence carries its effect, its interval, its family-adjusted p and the
+smallest effect the study could detect (the claim sentences count adjusted results;
+a term the design cannot estimate says why), so a reader sees at once the answer and
+how much it can be trusted:
 
 - the configured row comparisons (paired ΔMF1 over seeds and subjects), confirmatory
   families first;
