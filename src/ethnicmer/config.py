@@ -898,7 +898,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> StudyConfig:
             if error["type"] == "extra_forbidden":
                 problems.append(f"{key}: unknown key")
             else:
-                problems.append(f"{key}: {error['msg']}")
+                problems.append(f"{key}: {error['msg'].removeprefix('Value error, ')}")
         if len(problems) == 1:
             raise ConfigError(f"{path}: invalid study config: {problems[0]}") from None
         raise ConfigError(f"{path}: invalid study config:\n  " + "\n  ".join(problems)) from None
