@@ -35,7 +35,7 @@ SUBJECTS = 52
 def _rows() -> tuple[BenchmarkConfig, list[ModelConfig]]:
     raw = yaml.safe_load(CONFIG.read_text())["stages"]["benchmark"]
     bench = BenchmarkConfig.model_validate(raw)
-    paper = ModelConfig(name="resnet18-motion (paper)")
+    paper = ModelConfig(name="resnet18-motion-paper")
     return bench, [paper, *(m for m in bench.models if m.context in ("none", "ethnicity"))]
 
 
@@ -102,7 +102,9 @@ def main() -> None:
             "threads_per_fold": 1,
             "rows": results,
             "note": "one fold at a time on one thread; the projection assumes the second "
-            "core runs a second fold at the same speed (executor: auto)",
+            "core runs a second fold at the same speed (executor: auto); context heads read "
+            "the 28 px flow (the apex row's cost is that of its backbone on a 28 px input; "
+            "the study feeds it 32 px greyscale crops)",
             "numpy": np.__version__,
         },
     )
