@@ -15,7 +15,6 @@ fallback to random weights.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
@@ -198,9 +197,9 @@ def create_backbone(name: str, weights: str = "none") -> Backbone:
         return _efficientnet_lite0(weights)
     if name.startswith("timm:"):
         return _timm(name.removeprefix("timm:"), weights)
-    from ethnicmer.models.small import SMALL_BACKBONES, create_small
+    from ethnicmer.models.small import SMALL_BACKBONES, create_small, is_small
 
-    if name in SMALL_BACKBONES or re.fullmatch(r"resnet_small_w\d+", name):
+    if is_small(name):
         if weights == "imagenet":
             raise ModelError(f"{name} has no ImageNet weights; use weights: none or a local file")
         backbone = create_small(name)

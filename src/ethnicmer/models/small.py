@@ -28,6 +28,8 @@ adds its heads. Sources:
 
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import nn
 
@@ -154,11 +156,19 @@ SMALL_BACKBONES = (
     "resnet_small_w16",
     "resnet_small_w32",
 )
-"""The small-input backbones of this module (trained from scratch: ``weights: none``)."""
+"""The small-input backbones of this module (trained from scratch: ``weights: none``);
+``resnet_small_w<W>`` is accepted for any width W (:func:`is_small`)."""
+
+_SMALL_NAME = re.compile(r"ststnet|off_apexnet|resnet18_small|resnet_small_w\d+")
+
+
+def is_small(name: str) -> bool:
+    """Whether ``name`` is a backbone :func:`create_small` builds (any ``resnet_small_w<W>``)."""
+    return _SMALL_NAME.fullmatch(name) is not None
 
 
 def create_small(name: str) -> Backbone:
-    """Build one of :data:`SMALL_BACKBONES`.
+    """Build one of :data:`SMALL_BACKBONES` (or any name :func:`is_small` accepts).
 
     Raises:
         KeyError: an unknown name (the caller names the options).
