@@ -249,6 +249,16 @@ def test_real_data_smoke_every_table5_row(
         (samples["dataset"] == "casme2") & samples["subject"].isin(["sub01", "sub02"])
     ]
     assert len(predictions) == 4 * len(held_out) == 4 * (3 + 9)
+    # ethnicmer compare on real predictions: a study's row against its own row read as
+    # another study's gives the study's own comparison (same test, same numbers)
+    from ethnicmer.studies.cross_study import compare_studies, parse_ref
+
+    own = comparisons.iloc[0]
+    cross = compare_studies(
+        [(parse_ref(f"{cfg.run_dir}:{own['a']}"), parse_ref(f"{cfg.run_dir}:{own['b']}"))], 20, 0
+    ).iloc[0]
+    for column in ("difference", "ci_low", "ci_high", "p_permutation", "mde", "samples"):
+        assert cross[column] == pytest.approx(own[column])
 
 
 def test_full_disk_stops_before_training_and_says_what_to_do(

@@ -462,6 +462,59 @@ def _print_summary(cfg: StudyConfig, studied: bool = False) -> None:
 
 
 @app.command()
+@_guarded
+def compare(
+    rows: Annotated[
+        list[str],
+        typer.Argument(
+            help="pairs of rows A B [A B ...], each <run dir>:<row>, e.g. "
+            "runs/megc2019-best:ststnet-recipe runs/megc2019-seeds:resnet18-motion",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="write <out>.csv, .md and .tex")] = Path(
+        "cross_study_comparisons"
+    ),
+    resamples: Annotated[int, typer.Option(help="bootstrap and randomisation resamples")] = 1000,
+    seed: Annotated[int, typer.Option(help="seeds the resampling")] = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Paired MF1 comparisons of rows of different studies (exploratory, BH-adjusted).
+
+    Each pair A B is compared on the samples both predicted, paired by seed and
+    sample, with the benchmark's own test; decided after the runs, so the pairs of
+    one call form the exploratory family "cross-study comparisons".
+    """
+    from ethnicmer.report.tables import write_table
+    from ethnicmer.studies.comparisons import comparison_sentence
+    from ethnicmer.studies.cross_study import compare_studies, parse_ref
+
+    if len(rows) % 2:
+        raise ConfigError(f"compare takes pairs of rows A B; got {len(rows)} (an odd number)")
+    refs = [parse_ref(text) for text in rows]
+    table = compare_studies(list(zip(refs[::2], refs[1::2], strict=True)), resamples, seed)
+    written = write_table(
+        table,
+        out,
+        "Paired comparisons (A - B) of rows of different studies on their common samples: "
+        "two-level bootstrap (seeds, subjects within dataset), randomisation over subjects, "
+        "BH-adjusted p within the pairs of this call (exploratory), minimum detectable effect",
+    )
+    records = table.to_dict(orient="records")
+    if json_out:
+        print(json.dumps({"comparisons": records, "outputs": [str(p) for p in written]}, indent=2))
+        return
+    for record in records:
+        _out.print(comparison_sentence(record))
+        if record["only_a"] or record["only_b"]:
+            _out.print(
+                f"  left out: {record['only_a']} sample(s) only {record['a']} predicted, "
+                f"{record['only_b']} only {record['b']} predicted"
+            )
+    _out.print(f"outputs: {', '.join(str(p) for p in written)}")
+
+
+@app.command()
 def version() -> None:
     """Print the ethnicmer version."""
     print(__version__)

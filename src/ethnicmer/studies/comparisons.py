@@ -66,6 +66,7 @@ def compare_rows(
     seed: int,
     exploratory: bool = False,
     trained_on: dict[str, int] | None = None,
+    family: str | None = None,
 ) -> pd.DataFrame:
     """One row per pair with the difference, its interval, p, MDE, family and adjusted p.
 
@@ -81,6 +82,8 @@ def compare_rows(
         trained_on: row name → the samples it trains on; a pair of rows trained on
             different samples (a per-subject-label context drops the unlabelled
             subjects) is exploratory: its difference also holds the extra training data.
+        family: put every pair in this exploratory family instead (pairs chosen
+            after the runs, e.g. rows of two studies: :mod:`ethnicmer.studies.cross_study`).
     """
     rows: list[dict[str, Any]] = []
     for a, b in pairs:
@@ -128,9 +131,12 @@ def compare_rows(
                     f"{trained_on[b]}): not like for like, exploratory"
                     if unlike and trained_on is not None
                     else ""
-                ),
+                )
+                + (f"; {family}: exploratory" if family else ""),
                 "_family": (
-                    EXPLORATORY_STUDY
+                    family
+                    if family
+                    else EXPLORATORY_STUDY
                     if exploratory
                     else SINGLE_SEED
                     if single
@@ -138,7 +144,9 @@ def compare_rows(
                     if unlike
                     else CONFIRMATORY
                 ),
-                "_kind": "exploratory" if single or exploratory or unlike else "confirmatory",
+                "_kind": (
+                    "exploratory" if family or single or exploratory or unlike else "confirmatory"
+                ),
             }
         )
     table = pd.DataFrame(rows)
