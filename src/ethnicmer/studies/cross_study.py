@@ -22,6 +22,7 @@ import pandas as pd
 
 from ethnicmer.errors import DataError
 from ethnicmer.stats.multiple import add_family
+from ethnicmer.studies.benchmark_scores import prediction_matrix
 from ethnicmer.studies.comparisons import compare_rows
 
 FAMILY = "cross-study comparisons"
@@ -69,9 +70,14 @@ def parse_ref(text: str) -> RowRef:
     )
 
 
-def _row_predictions(ref: RowRef) -> pd.DataFrame:
-    """The row's predictions, one line per sample and seed (``y_pred`` int)."""
-    table = pd.read_csv(ref.predictions, dtype={"subject": str, "filename": str})
+def _row_predictions(ref: RowRef, tables: dict[Path, pd.DataFrame]) -> pd.DataFrame:
+    """The row's predictions, one line per sample and seed (``tables``: the files read
+    so far in this call, by path, so a study named in several pairs is read once)."""
+    if ref.predictions not in tables:
+        tables[ref.predictions] = pd.read_csv(
+            ref.predictions, dtype={"subject": str, "filename": str}
+        )
+    table = tables[ref.predictions]
     missing = [c for c in NEEDED if c not in table.columns]
     if missing:
         raise DataError(f"{ref.predictions}: not benchmark predictions (no column {missing})")
@@ -80,15 +86,6 @@ def _row_predictions(ref: RowRef) -> pd.DataFrame:
         rows = ", ".join(sorted(table["model"].astype(str).unique()))
         raise DataError(f"{ref.predictions}: no row {ref.row!r} (rows: {rows})")
     return part
-
-
-def _matrix(part: pd.DataFrame, index: pd.MultiIndex) -> np.ndarray:
-    """``(S, N)`` int64 predictions aligned to ``index``; ``-1`` where none."""
-    rows = []
-    for _, seed in part.groupby("seed", sort=True):
-        aligned = seed.set_index(KEYS)["y_pred"].reindex(index)
-        rows.append(aligned.fillna(-1).to_numpy())
-    return np.stack(rows).astype(np.int64)
 
 
 def compare_studies(
@@ -110,9 +107,10 @@ def compare_studies(
         DataError: a row is missing, the rows' seeds differ, a common sample has a
             different emotion label in the two studies, or no sample is common.
     """
+    read: dict[Path, pd.DataFrame] = {}
     tables = []
     for a, b in pairs:
-        part_a, part_b = _row_predictions(a), _row_predictions(b)
+        part_a, part_b = _row_predictions(a, read), _row_predictions(b, read)
         seeds_a = sorted(part_a["seed"].unique().tolist())
         seeds_b = sorted(part_b["seed"].unique().tolist())
         if seeds_a != seeds_b:
@@ -135,7 +133,10 @@ def compare_studies(
             )
         scored = common.to_frame(index=False)
         scored["label_id"] = true_a.astype(np.int64)
-        matrices = {a.label: _matrix(part_a, common), b.label: _matrix(part_b, common)}
+        matrices = {
+            a.label: prediction_matrix(part_a, a.row, scored),
+            b.label: prediction_matrix(part_b, b.row, scored),
+        }
         n_classes = int(max(part_a["y_true"].max(), part_b["y_true"].max())) + 1
         table = compare_rows(
             scored, matrices, [(a.label, b.label)], n_classes, resamples, seed, family=FAMILY
