@@ -23,6 +23,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from ethnicmer.cli import app
+from ethnicmer.io import TEMP_MARK
 from tests.conftest import synthetic_data_section, tiny_benchmark_config, write_config
 
 runner = CliRunner()
@@ -80,9 +81,9 @@ def test_sigkill_during_the_benchmark_then_resume(tiny_megc: Path, tmp_path: Pat
     print(f"killing after {kill_after} of 12 finished folds")
 
     def finished() -> list[Path]:
-        # an atomic write's temporary file (".<name>.<random>.tmp.csv") is not a finished
-        # fold: the resumed run removes it, so it must not count as kept
-        return [p for p in folds.rglob("folds/*.csv") if not p.name.startswith(".")]
+        # an atomic write's temporary file (ethnicmer.io.TEMP_MARK in its name) is not a
+        # finished fold: the resumed run removes it, so it must not count as kept
+        return [p for p in folds.rglob("folds/*.csv") if TEMP_MARK not in p.name]
 
     _kill_when(killed, lambda: len(finished()) >= kill_after)
     done = {p: p.stat().st_mtime_ns for p in finished()}
@@ -95,7 +96,7 @@ def test_sigkill_during_the_benchmark_then_resume(tiny_megc: Path, tmp_path: Pat
         _predictions(tmp_path / "a" / "runs" / "tiny"),
         _predictions(tmp_path / "b" / "runs" / "tiny"),
     )
-    leftovers = [p for p in folds.rglob("*") if ".tmp" in p.name]
+    leftovers = [p for p in folds.rglob("*") if TEMP_MARK in p.name]
     assert not leftovers, leftovers
 
 
@@ -119,7 +120,7 @@ def test_sigkill_during_the_flow_stage_then_resume(synthetic_root: Path, tmp_pat
     print(f"killing after {kill_after} cached flow images")
 
     def entries() -> int:
-        return sum(1 for p in cache.rglob("*.npy") if ".tmp" not in p.name)
+        return sum(1 for p in cache.rglob("*.npy") if TEMP_MARK not in p.name)
 
     _kill_when(killed, lambda: entries() >= kill_after)
     assert not (tmp_path / "b" / "runs" / "syn" / "flow" / "manifest.json").exists()
