@@ -42,7 +42,7 @@ def _fold_times(run_dir: Path) -> dict[str, int]:
 
 
 def test_replaced_image_and_changed_label_retrain_exactly_the_affected_rows(
-    tiny_megc: Path, tmp_path: Path
+    tiny_megc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     root = tmp_path / "megc"
     shutil.copytree(tiny_megc, root)
@@ -87,6 +87,15 @@ def test_replaced_image_and_changed_label_retrain_exactly_the_affected_rows(
     # nothing changed: nothing re-runs
     log = _invoke("benchmark", str(config))
     assert "running" not in log
+    assert _fold_times(run_dir) == third
+
+    # a new definition of a statistic: the tables are made again, no fold re-trains
+    import ethnicmer.stats
+
+    monkeypatch.setattr(ethnicmer.stats, "REVISION", ethnicmer.stats.REVISION + 1)
+    log = _invoke("benchmark", str(config))
+    assert "stage benchmark: running: changed: inputs.statistics" in log
+    assert "4 of 4 folds done, 0 to run" in log
     assert _fold_times(run_dir) == third
 
 

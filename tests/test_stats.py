@@ -120,6 +120,29 @@ def test_minimum_detectable_effect_factor():
     assert np.isnan(minimum_detectable_effect(1.0, df=0))
 
 
+def test_wald_mde_uses_the_spread_under_the_alternative():
+    from ethnicmer.stats.power import wald_mde
+
+    # a constant SE: the usual (q_test + q_power) · se
+    assert wald_mde(lambda d: 0.5, df=20) == pytest.approx(
+        minimum_detectable_effect(0.5, df=20), abs=1e-6
+    )
+    # an SE that grows with |δ| (a log odds ratio moving a rate towards 1): larger,
+    # and exactly where |δ| = q_test · se(0) + q_power · se(δ)
+    growing = lambda d: 0.5 * (1 + 0.2 * abs(d))  # noqa: E731
+    mde = wald_mde(growing, df=20)
+    from scipy.stats import t
+
+    assert mde > minimum_detectable_effect(0.5, df=20)
+    assert mde == pytest.approx(t.ppf(0.975, 20) * 0.5 + t.ppf(0.8, 20) * growing(mde), abs=1e-6)
+    # the larger of the two directions
+    lopsided = lambda d: 0.5 * (1 + 0.2 * max(d, 0.0))  # noqa: E731
+    assert wald_mde(lopsided, df=20) == pytest.approx(mde, abs=1e-6)
+    # a spread that outgrows every effect (separation): nothing is detectable
+    assert wald_mde(lambda d: 0.5 * np.exp(abs(d)), df=20) == float("inf")
+    assert np.isnan(wald_mde(lambda d: 0.5, df=0))
+
+
 # --- families -----------------------------------------------------------------------
 
 
@@ -414,6 +437,21 @@ def test_gee_holds_its_level_with_subject_effects():
         eth = effects[effects["effect"] == "ethnicity within dataset"].iloc[0]
         rejected.append(eth["p"] < 0.05)
     assert np.mean(rejected) <= 0.10, np.mean(rejected)  # 120 replicates: see benchmarks/ for 500
+
+
+def test_gee_standard_error_under_the_alternative():
+    from ethnicmer.stats.effects import _binomial_se_at, _fit
+
+    rng = np.random.default_rng(14)
+    predictions, samples = _predictions(24, 1, rng)
+    frame = observations(predictions, samples)
+    result = _fit(frame, "C(label) + C(ethnicity, Treatment('Non-Asian'))", "correct")
+    name = "C(ethnicity, Treatment('Non-Asian'))[T.Asian]"
+    se_at = _binomial_se_at(result, name)
+    # at the estimate it is the robust SE; an odds ratio of e^4 pushes the rate
+    # towards 1, where each sample says less: a larger SE
+    assert se_at(float(result.params[name])) == pytest.approx(float(result.bse[name]))
+    assert se_at(4.0) > 1.5 * se_at(0.0)
 
 
 def test_a_declared_exploratory_benchmark_labels_every_pair_exploratory():

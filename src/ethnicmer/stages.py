@@ -315,10 +315,13 @@ def _study_stage(
 
 
 def _tracked_benchmark_inputs(cfg: StudyConfig) -> dict[str, Any]:
-    """The benchmark's inputs and its tracking settings (adding tracking to a finished
-    study re-runs the stage's tables, not its folds, and logs the rows)."""
+    """The benchmark's inputs, its tracking settings and the statistics' revision
+    (adding tracking to a finished study, or a new definition of a figure, re-runs
+    the stage's tables, not its folds)."""
+    from ethnicmer.stats import REVISION
+
     tracking = json.loads(cfg.tracking.model_dump_json()) if cfg.tracking is not None else None
-    return {**_benchmark_inputs(cfg), "tracking": tracking}
+    return {**_benchmark_inputs(cfg), "tracking": tracking, "statistics": REVISION}
 
 
 PRIMA_FACIE = _study_stage("prima_facie", run_prima_facie, _benchmark_inputs)

@@ -20,3 +20,11 @@ Samples of one subject are not independent (same face, same session) and draws
 of subjects from one fixed pool are not independent replicates, so no test here
 treats samples or draws as units.
 """
+
+REVISION = 2
+"""The statistics' revision, part of the benchmark stage's fingerprint: bumped when
+a figure the stage writes changes definition, so that tables made by an older
+definition are recomputed on the next run (from the cached fold predictions,
+whose specs do not include it: nothing is re-trained). 2: the GEE terms'
+detectable odds ratios use the SE under the alternative
+(:func:`~ethnicmer.stats.power.wald_mde`)."""

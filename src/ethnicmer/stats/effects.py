@@ -27,12 +27,13 @@ row × ethnicity interaction says whether A helps one group more than the other.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ethnicmer.stats.power import minimum_detectable_effect
+from ethnicmer.stats.power import minimum_detectable_effect, wald_mde
 
 MIN_SUBJECTS = 2
 """A level needs this many subjects inside a stratum for a within-stratum effect."""
@@ -119,6 +120,50 @@ def _fit(frame: pd.DataFrame, formula: str, outcome: str) -> Any:
         return model.fit(cov_type="bias_reduced", maxiter=100)
 
 
+def _binomial_se_at(result: Any, name: str) -> Callable[[float], float]:
+    """The robust SE of a logistic GEE term ``name`` if its true value were δ.
+
+    The SE at the estimate is scaled by the ratio of the model-based (naive)
+    variances at δ and at the estimate: the information
+    ``Σ_i X_i' A_i^½ R^-1 A_i^½ X_i`` of a logit GEE with exchangeable working
+    correlation ρ (Liang & Zeger 1986; ``A = diag(μ(1 − μ))``), evaluated with the
+    term set to δ and every other coefficient at its estimate. Used for the
+    detectable effect (:func:`ethnicmer.stats.power.wald_mde`): an odds ratio far
+    from 1 pushes a group's recognition rate towards 0 or 1, where each sample
+    carries less information.
+    """
+    from scipy.special import expit
+
+    exog = np.asarray(result.model.exog, dtype=float)
+    groups = np.asarray(result.model.groups)
+    order = np.argsort(groups, kind="stable")
+    exog = exog[order]
+    _, starts, sizes = np.unique(groups[order], return_index=True, return_counts=True)
+    rho = max(float(np.atleast_1d(result.model.cov_struct.dep_params)[0]), 0.0)
+    rho = min(rho, 0.99)
+    weights = rho / (1 - rho + sizes * rho)
+    params = np.asarray(result.params, dtype=float)
+    index = list(result.params.index).index(name)
+
+    def variance(beta: np.ndarray) -> float:
+        mean = expit(exog @ beta)
+        scaled = exog * np.sqrt(mean * (1 - mean))[:, None]
+        sums = np.add.reduceat(scaled, starts, axis=0)  # clusters × parameters
+        information = (scaled.T @ scaled - (sums.T * weights) @ sums) / (1 - rho)
+        return float(np.linalg.pinv(information)[index, index])
+
+    base = variance(params)
+    se = float(result.bse[name])
+
+    def se_at(delta: float) -> float:
+        beta = params.copy()
+        beta[index] = delta
+        ratio = variance(beta) / base
+        return se * float(np.sqrt(ratio)) if ratio > 0 and np.isfinite(ratio) else float("inf")
+
+    return se_at
+
+
 def _term(result: Any, name: str, outcome: str) -> dict[str, Any]:
     if name not in result.params.index:
         return {
@@ -139,7 +184,10 @@ def _term(result: Any, name: str, outcome: str) -> dict[str, Any]:
     half = float(t.ppf(0.975, df)) * se
     low, high = estimate - half, estimate + half
     p = float(2 * t.sf(abs(estimate / se), df)) if se > 0 else float("nan")
-    mde = minimum_detectable_effect(se, df=df)
+    if outcome == "correct":  # the SE of a log odds ratio depends on the effect
+        mde = wald_mde(_binomial_se_at(result, name), df=df)
+    else:
+        mde = minimum_detectable_effect(se, df=df)
     if outcome == "correct":  # report odds ratios
         with np.errstate(over="ignore"):
             return {
