@@ -12,7 +12,9 @@ units would reject far too often. For each test this package runs:
 Tests: the two-group comparison over subjects (activation-map measures), the
 stratified ethnicity-within-dataset effect (attribution), the paired comparison of
 two benchmark rows (MF1, paired by seed and sample), and the GEE odds ratio of
-the ethnicity effect within dataset (recognition effects).
+the ethnicity effect within dataset (recognition effects) in three designs
+(recognition rate 0.6 with the effect towards 1; rate 0.75 with the effect
+towards 1 and towards 0.5), each at its detectable odds ratio in that direction.
 
     .venv/bin/python benchmarks/stats_validation.py [--replicates 500]
 
@@ -75,13 +77,14 @@ def paired_predictions(rng: np.random.Generator, shift: float) -> tuple:
     return y, preds[0], preds[1]
 
 
-def gee_observations(rng: np.random.Generator, log_odds: float) -> pd.DataFrame:
-    """24 subjects (CASME II all Asian, SAMM mixed), 6 samples, 2 seeds, 1 row."""
+def gee_observations(rng: np.random.Generator, log_odds: float, base: float = 0.5) -> pd.DataFrame:
+    """24 subjects (CASME II all Asian, SAMM mixed), 6 samples, 2 seeds, 1 row;
+    subject log odds of recognition ~ N(base, 0.8), Non-Asian + ``log_odds``."""
     rows = []
     for s in range(24):
         dataset = "casme2" if s < 12 else "samm"
         group = "Asian" if (dataset == "casme2" or s % 2) else "Non-Asian"
-        ability = rng.normal(0.5, 0.8) + (log_odds if group == "Non-Asian" else 0.0)
+        ability = rng.normal(base, 0.8) + (log_odds if group == "Non-Asian" else 0.0)
         for k in range(6):
             label = ["Negative", "Positive", "Surprise"][k % 3]
             for seed in range(2):
@@ -167,24 +170,37 @@ def run(replicates: int) -> dict:
     }
     print("paired", results["paired_comparison (MF1, 3 seeds)"], file=sys.stderr)
 
-    def gee(log_odds: float) -> dict:
+    def gee(log_odds: float, base: float, sign: float) -> dict:
         table = recognition_effects(
-            gee_observations(rng, log_odds), [], ("Non-Asian", "Asian"), outcomes=("correct",)
+            gee_observations(rng, log_odds, base),
+            [],
+            ("Non-Asian", "Asian"),
+            outcomes=("correct",),
         )
         row = table[table["effect"] == "ethnicity within dataset"].iloc[0]
-        return {"p": row["p"], "mde": float(np.log(row["mde"]))}
+        # the detectable log odds ratio in the planted direction
+        mde = np.log(row["mde"]) if sign > 0 else -np.log(row["mde_below"])
+        return {"p": row["p"], "mde": float(mde)}
 
     # the GEE estimates the population-averaged log odds ratio, which is the
     # subject-specific one attenuated by sqrt(1 + c²σ²), c = 16√3/(15π), σ = 0.8
     # the subject effect sd (Zeger, Liang & Albert 1988): plant the subject-level
-    # shift whose marginal effect equals the MDE
+    # shift whose marginal effect equals the MDE in that direction. Three designs: recognition rate
+    # 0.6 with the effect towards 1 (the original), rate 0.75 (the real studies'
+    # accuracy) with the effect towards 1 and towards 0.5
     attenuation = float(np.sqrt(1 + (16 * np.sqrt(3) / (15 * np.pi)) ** 2 * 0.8**2))
-    rates(
-        "GEE ethnicity within dataset (odds ratio)",
-        lambda i: gee(0.0),
-        lambda i, m: gee(m * attenuation),
-        lambda r: r["mde"],
-    )
+    designs = {
+        "GEE ethnicity within dataset (odds ratio)": (0.5, 1.0),
+        "GEE ethnicity within dataset, rate 0.75, effect towards 1": (1.2, 1.0),
+        "GEE ethnicity within dataset, rate 0.75, effect towards 0.5": (1.2, -1.0),
+    }
+    for name, (base, sign) in designs.items():
+        rates(
+            name,
+            lambda i, b=base, s=sign: gee(0.0, b, s),
+            lambda i, m, b=base, s=sign: gee(s * m * attenuation, b, s),
+            lambda r: r["mde"],
+        )
     return {"seconds": round(time.perf_counter() - clock, 1), "alpha": ALPHA, "tests": results}
 
 

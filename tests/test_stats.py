@@ -121,7 +121,7 @@ def test_minimum_detectable_effect_factor():
 
 
 def test_wald_mde_uses_the_spread_under_the_alternative():
-    from ethnicmer.stats.power import wald_mde
+    from ethnicmer.stats.power import wald_mde, wald_mde_by_direction
 
     # a constant SE: the usual (q_test + q_power) · se
     assert wald_mde(lambda d: 0.5, df=20) == pytest.approx(
@@ -135,12 +135,29 @@ def test_wald_mde_uses_the_spread_under_the_alternative():
 
     assert mde > minimum_detectable_effect(0.5, df=20)
     assert mde == pytest.approx(t.ppf(0.975, 20) * 0.5 + t.ppf(0.8, 20) * growing(mde), abs=1e-6)
-    # the larger of the two directions
+    # each direction its own; wald_mde the larger of the two
     lopsided = lambda d: 0.5 * (1 + 0.2 * max(d, 0.0))  # noqa: E731
+    up, down = wald_mde_by_direction(lopsided, df=20)
+    assert up == pytest.approx(mde, abs=1e-6)
+    assert down == pytest.approx(minimum_detectable_effect(0.5, df=20), abs=1e-6)
     assert wald_mde(lopsided, df=20) == pytest.approx(mde, abs=1e-6)
-    # a spread that outgrows every effect (separation): nothing is detectable
+    # a spread that outgrows every effect (separation) one way: not detectable that way
+    assert wald_mde_by_direction(lambda d: 0.5 * np.exp(max(d, 0.0)), df=20)[0] == float("inf")
     assert wald_mde(lambda d: 0.5 * np.exp(abs(d)), df=20) == float("inf")
     assert np.isnan(wald_mde(lambda d: 0.5, df=0))
+    assert np.isnan(wald_mde(lambda d: 0.0, df=20))  # no spread: no test
+
+
+def test_detectable_odds_ratios_sentence():
+    from ethnicmer.report.findings import detectable_odds_ratios
+
+    assert detectable_odds_ratios({"mde": 2.5, "mde_below": 0.3}) == (
+        "an odds ratio ≥ 2.50 or ≤ 0.30"
+    )
+    assert detectable_odds_ratios({"mde": None, "mde_below": 0.3}) == (
+        "an odds ratio ≤ 0.30 but none above 1 (up to 22,026)"
+    )
+    assert detectable_odds_ratios({"mde": 2.0}) == "an odds ratio ≥ 2.00 or ≤ 0.50"
 
 
 # --- families -----------------------------------------------------------------------
@@ -352,6 +369,7 @@ def test_effects_say_what_the_design_cannot_estimate():
         (effects["effect"] == "ethnicity within dataset") & (effects["outcome"] == "correct")
     ].iloc[0]
     assert eth["strata"] == "samm" and 0 < eth["estimate"] and eth["mde"] > 1
+    assert 0 < eth["mde_below"] < 1
     # every CASME II subject Asian and every SAMM subject Non-Asian: not separable
     separated = samples.assign(
         ethnicity=np.where(samples["dataset"] == "casme2", "Asian", "Non-Asian")

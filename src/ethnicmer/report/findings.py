@@ -48,6 +48,27 @@ def comparison_findings(run_dir: Path) -> list[str]:
     return [comparison_sentence(row) for row in rows]
 
 
+def detectable_odds_ratios(effect: dict[str, Any]) -> str:
+    """What follows "this study could detect": "an odds ratio ≥ 2.31 or ≤ 0.45"
+    from a GEE row's ``mde`` / ``mde_below``, or "an odds ratio ≤ 0.05 but none
+    above 1 (up to 22,026)" where one direction has no detectable size (``None``,
+    NaN or infinite)."""
+
+    def usable(value: Any) -> bool:
+        return value is not None and bool(np.isfinite(value)) and value > 0
+
+    up, down = effect.get("mde"), effect.get("mde_below", None)
+    if down is None and usable(up):  # a table written before mde_below existed
+        down = 1 / up
+    if usable(up) and usable(down):
+        return f"an odds ratio ≥ {up:.2f} or ≤ {down:.2f}"
+    if usable(up):
+        return f"an odds ratio ≥ {up:.2f} but none below 1 (down to 1/22,026)"
+    if usable(down):
+        return f"an odds ratio ≤ {down:.2f} but none above 1 (up to 22,026)"
+    return "no odds ratio between 1/22,026 and 22,026"
+
+
 def effect_findings(run_dir: Path) -> list[str]:
     """The GEE's confound terms on correctness (odds ratio, interval, adjusted p, MDE)."""
     summary = _read_json(run_dir / "benchmark" / "summary.json")
@@ -66,8 +87,8 @@ def effect_findings(run_dir: Path) -> list[str]:
         sentences.append(
             f"{what}: odds ratio of a correct prediction {effect['estimate']:.2f} "
             f"[{effect['ci_low']:.2f}, {effect['ci_high']:.2f}], {method} p "
-            f"{effect['p_adjusted']:.3f} ({effect['family']}); this study could detect an "
-            f"odds ratio ≥ {effect['mde']:.2f} (or ≤ {1 / effect['mde']:.2f})."
+            f"{effect['p_adjusted']:.3f} ({effect['family']}); this study could detect "
+            f"{detectable_odds_ratios(effect)}."
         )
     return sentences
 

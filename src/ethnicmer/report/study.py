@@ -32,6 +32,7 @@ from ethnicmer.io import write_text_atomic
 from ethnicmer.report.findings import (
     claim_findings,
     comparison_findings,
+    detectable_odds_ratios,
     effect_findings,
     forest_figure,
     prima_facie_findings,
@@ -437,8 +438,8 @@ def _benchmark_section(run_dir: Path) -> Section | None:
         section.say(
             f"{effect['effect']} ({effect['comparison']}): odds ratio {effect['estimate']:.2f} "
             f"[{effect['ci_low']:.2f}, {effect['ci_high']:.2f}], adjusted p "
-            f"{effect['p_adjusted']:.3f} ({effect['family']}); detectable OR ≥ "
-            f"{effect['mde']:.2f}."
+            f"{effect['p_adjusted']:.3f} ({effect['family']}); detectable: "
+            f"{detectable_odds_ratios(effect)}."
         )
     section.table(
         folder / "fairness.csv",

@@ -31,6 +31,7 @@ COLUMN_LABELS = {
     "family_kind": "family kind",
     "family_size": "tests in family",
     "mde": "detectable effect (80 % power)",
+    "mde_below": "detectable effect below none (80 % power)",
     "mde_difference": "detectable difference (80 % power)",
     "mde_over_chance": "detectable rise over chance (80 % power)",
     "ci_low": "95 % CI low",

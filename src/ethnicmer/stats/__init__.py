@@ -26,5 +26,6 @@ REVISION = 2
 a figure the stage writes changes definition, so that tables made by an older
 definition are recomputed on the next run (from the cached fold predictions,
 whose specs do not include it: nothing is re-trained). 2: the GEE terms'
-detectable odds ratios use the SE under the alternative
-(:func:`~ethnicmer.stats.power.wald_mde`)."""
+detectable odds ratios use an SE under the alternative, one per direction
+(``mde`` above 1, ``mde_below`` below 1;
+:func:`~ethnicmer.stats.power.wald_mde_by_direction`)."""
