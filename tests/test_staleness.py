@@ -99,6 +99,22 @@ def test_replaced_image_and_changed_label_retrain_exactly_the_affected_rows(
     assert _fold_times(run_dir) == third
 
 
+def test_cam_inputs_follow_predictions_not_tables(tiny_megc: Path, tmp_path: Path):
+    from ethnicmer.config import load_config
+    from ethnicmer.stages import _cam_inputs
+
+    cfg = load_config(tiny_benchmark_config(tmp_path, tiny_megc, [MOTION]))
+    bench = cfg.run_dir / "benchmark"
+    bench.mkdir(parents=True)
+    (bench / "predictions.csv").write_text("model,seed\nmotion,0\n")
+    (bench / "summary.json").write_text("{}")
+    before = _cam_inputs(cfg)
+    (bench / "summary.json").write_text('{"effects": []}')  # a re-made table
+    assert _cam_inputs(cfg) == before
+    (bench / "predictions.csv").write_text("model,seed\nmotion,1\n")  # a re-trained fold
+    assert _cam_inputs(cfg)["predictions"] != before["predictions"]
+
+
 def test_changed_flow_setting_reruns_flow_and_benchmark(synthetic_root: Path, tmp_path: Path):
     def config(normalise: str) -> Path:
         stages = {

@@ -332,9 +332,12 @@ def _cam_inputs(cfg: StudyConfig) -> dict[str, Any]:
     """The samples, the flow images and the fold specs of the models the maps explain.
 
     Each row's ``spec.json`` holds the digests of the inputs its checkpoints were
-    trained on, so a re-trained row (or a replaced flow image) re-makes the maps.
+    trained on, so a re-trained row (or a replaced flow image) re-makes the maps;
+    the benchmark's predictions change with any re-trained fold. The benchmark's
+    tables do not enter: a new table, pair or statistic (``stats.REVISION``) re-makes
+    the benchmark's tables without re-making the maps.
     """
-    summary = cfg.run_dir / BENCHMARK.name / "summary.json"
+    predictions = cfg.run_dir / BENCHMARK.name / "predictions.csv"
     models = cfg.run_dir / BENCHMARK.name / "models"
     specs = {
         str(path.relative_to(models)): file_digest(path)
@@ -342,7 +345,7 @@ def _cam_inputs(cfg: StudyConfig) -> dict[str, Any]:
     }
     return {
         **_benchmark_inputs(cfg),
-        "benchmark": file_digest(summary) if summary.is_file() else "missing",
+        "predictions": file_digest(predictions) if predictions.is_file() else "missing",
         "fold_specs": specs,
     }
 
