@@ -80,9 +80,8 @@ def test_tiny_benchmark_tables(tiny_megc: Path, tmp_path: Path):
         "row",
         "row × ethnicity",
     }
-    assert {"estimate", "ci_low", "ci_high", "p", "p_adjusted", "mde", "family"} <= set(
-        effects.columns
-    )
+    wanted = {"estimate", "ci_low", "ci_high", "p", "p_adjusted", "mde", "mde_below", "family"}
+    assert wanted <= set(effects.columns)
     fairness = pd.read_csv(out / "fairness.csv")
     assert {"equal_opportunity_gap", "equalized_odds_difference", "recall", "macro_f1"} == set(
         fairness["metric"]

@@ -158,6 +158,10 @@ def test_detectable_odds_ratios_sentence():
         "an odds ratio ≤ 0.30 but none above 1 (up to 22,026)"
     )
     assert detectable_odds_ratios({"mde": 2.0}) == "an odds ratio ≥ 2.00 or ≤ 0.50"
+    # exp(-inf) = 0: no detectable size below 1
+    assert detectable_odds_ratios({"mde": 2.0, "mde_below": 0.0}) == (
+        "an odds ratio ≥ 2.00 but none below 1 (down to 1/22,026)"
+    )
 
 
 # --- families -----------------------------------------------------------------------
@@ -466,9 +470,16 @@ def test_gee_standard_error_under_the_alternative():
     result = _fit(frame, "C(label) + C(ethnicity, Treatment('Non-Asian'))", "correct")
     name = "C(ethnicity, Treatment('Non-Asian'))[T.Asian]"
     se_at = _binomial_se_at(result, name)
-    # at the estimate it is the robust SE; an odds ratio of e^4 pushes the rate
-    # towards 1, where each sample says less: a larger SE
+    # the SE at δ scales the robust SE by statsmodels' own model-based variance
+    # (exchangeable, logit) evaluated with the term set to δ
+    index = list(result.params.index).index(name)
     assert se_at(float(result.params[name])) == pytest.approx(float(result.bse[name]))
+    moved = result.params.to_numpy().copy()
+    moved[index] = 2.0
+    at_two = result.model.fit(start_params=moved, maxiter=0, cov_type="bias_reduced")
+    ratio = np.asarray(at_two.cov_naive)[index, index] / np.asarray(result.cov_naive)[index, index]
+    assert se_at(2.0) == pytest.approx(float(result.bse[name]) * np.sqrt(ratio), rel=1e-6)
+    # an odds ratio of e^4 pushes the rate towards 1, where each sample says less
     assert se_at(4.0) > 1.5 * se_at(0.0)
 
 

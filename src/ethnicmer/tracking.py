@@ -113,7 +113,15 @@ def log_benchmark(cfg: StudyConfig, out_dir: Path) -> list[str]:
         "ethnicmer": __version__,
     }
     tables = hashlib.sha256()
-    for table in ("table5.csv", "cde.csv", "groups.csv", "comparisons.csv", "fairness.csv"):
+    for table in (
+        "table5.csv",
+        "cde.csv",
+        "groups.csv",
+        "comparisons.csv",
+        "fairness.csv",
+        "effects.csv",
+        "context_decoding.csv",
+    ):
         if (out_dir / table).is_file():
             tables.update((out_dir / table).read_bytes())
     run_ids = []

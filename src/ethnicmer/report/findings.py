@@ -66,7 +66,7 @@ def detectable_odds_ratios(effect: dict[str, Any]) -> str:
         return f"an odds ratio ≥ {up:.2f} but none below 1 (down to 1/22,026)"
     if usable(down):
         return f"an odds ratio ≤ {down:.2f} but none above 1 (up to 22,026)"
-    return "no odds ratio between 1/22,026 and 22,026"
+    return "no odds ratio up to 22,026 either way (or its size could not be computed)"
 
 
 def effect_findings(run_dir: Path) -> list[str]:

@@ -138,8 +138,9 @@ def _binomial_se_at(result: Any, name: str) -> Callable[[float], float]:
     validation design).
 
     Raises:
-        ValueError: the information is singular or not finite at the estimate
-            (the caller falls back to the SE at the estimate).
+        ValueError: the model-based variance at the estimate is not finite or not
+            positive (the caller falls back to the SE at the estimate); a singular
+            information is pseudo-inverted, not an error.
     """
     from scipy.special import expit
 

@@ -15,8 +15,9 @@ only by sample-level noise and overstated the paired test's MDE by ~1.4×.)
 For a log odds ratio (the GEE terms on recognition) the SE is not constant: it
 grows as the alternative moves a group's rate towards 0 or 1, and a detectable
 effect computed from the SE at the estimate was optimistic (0.68 power, not 0.80,
-in the validation); :func:`wald_mde` combines the SE under the null and an
-approximate SE under the alternative instead (0.78 power, calibrated by simulation).
+in the validation); :func:`wald_mde_by_direction` combines the SE under the null
+and an approximate SE under the alternative instead, one value per direction
+(0.75–0.84 power, calibrated by simulation).
 The approximation is checked by simulation in ``tests/test_stats.py`` and
 ``benchmarks/stats_validation.py`` (type-I error and power of the tests this
 package runs, on synthetic data with subject random effects).
@@ -70,8 +71,8 @@ def wald_mde(
     alpha: float = ALPHA,
     power: float = POWER,
 ) -> float:
-    """The larger of :func:`wald_mde_by_direction`'s two detectable effects: an
-    effect of at least this size, either way, is detected with ``power``."""
+    """The larger of :func:`wald_mde_by_direction`'s two detectable effects (the
+    smallest size detected with ``power`` in both directions; NaN when it is)."""
     return float(max(wald_mde_by_direction(se_at, df, alpha, power)))
 
 
@@ -103,7 +104,10 @@ def wald_mde_by_direction(
     :func:`minimum_detectable_effect`.
 
     In each direction the smallest detectable |δ| is found (grid, then
-    bisection; near separation the detectable effects can form a bounded band).
+    bisection). Near separation the detectable effects form a band: a Wald test
+    loses power again for very large odds ratios (the Hauck–Donner effect; e.g.
+    detectable for log odds ratios 2.3–5.4 only in one validation replicate), so
+    the value is the band's lower end, not a promise for every larger effect.
 
     Args:
         se_at: standard error (link scale) if the true effect were δ; δ is on the
