@@ -54,15 +54,20 @@ def minimum_detectable_effect(
     """
     if sided not in (1, 2):
         raise ValueError(f"sided must be 1 or 2, not {sided}")
-    level = 1 - alpha / sided
+    q_test, q_power = _quantiles(1 - alpha / sided, power, df)
+    return float((q_test + q_power) * se)
+
+
+def _quantiles(level: float, power: float, df: float | None) -> tuple[float, float]:
+    """The test's and the power's quantiles: normal, or t with ``df`` (NaN if < 1)."""
     if df is None:
         normal = NormalDist()
-        return float((normal.inv_cdf(level) + normal.inv_cdf(power)) * se)
+        return normal.inv_cdf(level), normal.inv_cdf(power)
     if not df >= 1:
-        return float("nan")
+        return float("nan"), float("nan")
     from scipy.stats import t
 
-    return float((t.ppf(level, df) + t.ppf(power, df)) * se)
+    return float(t.ppf(level, df)), float(t.ppf(power, df))
 
 
 def wald_mde(
@@ -103,41 +108,36 @@ def wald_mde_by_direction(
     what it is calibrated on. With a constant SE it equals
     :func:`minimum_detectable_effect`.
 
-    In each direction the smallest detectable |δ| is found (grid, then
-    bisection). Near separation the detectable effects form a band: a Wald test
-    loses power again for very large odds ratios (the Hauck–Donner effect; e.g.
-    detectable for log odds ratios 2.3–5.4 only in one validation replicate), so
-    the value is the band's lower end, not a promise for every larger effect.
+    In each direction the smallest detectable |δ| is found (the first grid point
+    where it is detectable, then scipy's ``brentq`` in the grid step before it).
+    Near separation the detectable effects form a band: a Wald test loses power
+    again for very large odds ratios (the Hauck–Donner effect; e.g. detectable
+    for log odds ratios 2.3–5.4 only in one validation replicate), so the value
+    is the band's lower end, not a promise for every larger effect.
 
     Args:
         se_at: standard error (link scale) if the true effect were δ; δ is on the
             same scale (log odds for a logistic term).
         df: degrees of freedom of the t reference; None for the normal limit.
         limit: largest |δ| searched (10 log-odds units: odds ratio 22,026).
-        steps: grid points per direction before the crossing is refined by
-            bisection.
+        steps: grid points per direction before the crossing is refined.
 
     Returns:
-        The detectable |δ|; ``inf`` when in some direction no |δ| ≤ ``limit``
-        is detectable (the spread grows faster than the effect, near
-        separation); NaN when ``df`` < 1 or the SE at 0 is not finite.
+        ``(up, down)``, both ≥ 0: the detectable |δ| for δ > 0 and for δ < 0;
+        ``inf`` in a direction where no |δ| ≤ ``limit`` is detectable (the
+        spread grows faster than the effect, near separation); NaN for both when
+        ``df`` < 1 or the SE at 0 is not finite or zero.
     """
-    if df is None:
-        normal = NormalDist()
-        q_test, q_power = normal.inv_cdf(1 - alpha / 2), normal.inv_cdf(power)
-    elif df >= 1:
-        from scipy.stats import t
-
-        q_test, q_power = float(t.ppf(1 - alpha / 2, df)), float(t.ppf(power, df))
-    else:
-        return float("nan"), float("nan")
+    q_test, q_power = _quantiles(1 - alpha / 2, power, df)
     threshold = q_test * se_at(0.0)
-    if not np.isfinite(threshold):
+    if not np.isfinite(threshold):  # df < 1 or no SE
         return float("nan"), float("nan")
 
     def gap(delta: float) -> float:  # ≥ 0 where δ is detectable
         se = se_at(delta)
-        return abs(delta) - threshold - q_power * se if np.isfinite(se) else -np.inf
+        return abs(delta) - threshold - q_power * se if np.isfinite(se) else -1e12
+
+    from scipy.optimize import brentq
 
     roots = []
     for sign in (1.0, -1.0):
@@ -148,11 +148,7 @@ def wald_mde_by_direction(
             continue
         if hit == 0:  # no spread at all (se(0) = 0): no test either
             return float("nan"), float("nan")
-        low, high = grid[hit - 1], grid[hit]
-        for _ in range(40):
-            middle = (low + high) / 2
-            low, high = (low, middle) if gap(middle) >= 0 else (middle, high)
-        roots.append(float(abs(high)))
+        roots.append(abs(float(brentq(gap, grid[hit - 1], grid[hit], xtol=1e-9))))
     return roots[0], roots[1]
 
 
