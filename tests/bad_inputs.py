@@ -154,7 +154,8 @@ class BadInput:
         code: expected exit status (2 = bad input, 130 = interrupted, 0 = accepted
             with the fragment in the exclusions).
         fragment: regular expression the ``error:`` line (or an exclusion) must match.
-        setup: optional context needed while the command runs (``"lock"``, ``"interrupt"``).
+        setup: optional context needed while the command runs (``"lock"``,
+            ``"interrupt"``, ``"sigterm"``).
         needs: modules the answer needs (``torch``, ``cv2``); the test skips the row
             where they are not installed (the minimum-versions CI step).
     """
@@ -1067,6 +1068,11 @@ def _(ws: Workspace) -> list[str]:
 
 
 @case("Ctrl-C", 130, r"interrupted; .* re-run the same command to resume", setup="interrupt")
+def _(ws: Workspace) -> list[str]:
+    return ws.build()
+
+
+@case("SIGTERM", 143, r"terminated \(SIGTERM\); .* re-run the same command", setup="sigterm")
 def _(ws: Workspace) -> list[str]:
     return ws.build()
 

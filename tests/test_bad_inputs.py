@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import signal
 from pathlib import Path
 
 import pandas as pd
@@ -55,6 +56,13 @@ def test_bad_input_is_answered(
             raise KeyboardInterrupt
 
         monkeypatch.setattr(cli, "run_stage", interrupted)
+    elif bad.setup == "sigterm":
+
+        def terminated(*args: object, **kwargs: object) -> None:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler raises at once
+            raise AssertionError("SIGTERM did not interrupt the command")
+
+        monkeypatch.setattr(cli, "run_stage", terminated)
     elif bad.setup == "readonly":
 
         def read_only(frame: pd.DataFrame, path: Path) -> Path:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from ethnicmer.cli import app
@@ -36,15 +37,20 @@ def _run_in_process(config: Path) -> None:
     assert result.exit_code == 0, result.output
 
 
-def _kill_when(config: Path, ready: Callable[[], bool], timeout: float = 240.0) -> None:
-    """Start ``ethnicmer run CONFIG`` and SIGKILL it as soon as ``ready()`` holds."""
+def _start(config: Path) -> subprocess.Popen:
+    """``ethnicmer run CONFIG`` as its own process (stderr piped)."""
     env = {**os.environ, "ETHNICMER_NO_PROGRESS": "1"}
-    process = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "ethnicmer", "run", str(config)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+
+
+def _kill_when(config: Path, ready: Callable[[], bool], timeout: float = 240.0) -> None:
+    """Start ``ethnicmer run CONFIG`` and SIGKILL it as soon as ``ready()`` holds."""
+    process = _start(config)
     deadline = time.monotonic() + timeout
     try:
         while not ready():
@@ -131,3 +137,62 @@ def test_sigkill_during_the_flow_stage_then_resume(synthetic_root: Path, tmp_pat
     assert expected.keys() == resumed.keys() and len(expected) == len(samples)
     for key, image in expected.items():
         np.testing.assert_array_equal(image, resumed[key])
+
+
+def _fold_workers(pid: int) -> list[int]:
+    """The process-pool workers (``multiprocessing`` spawn children) of process ``pid``."""
+    workers = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in children.read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline")
+            if cmdline.exists() and b"multiprocessing" in cmdline.read_bytes():
+                workers.append(int(child))
+    return workers
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, exited but not yet reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc (Linux)")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_stops_the_folds_in_flight(tiny_megc: Path, tmp_path: Path, signum: int):
+    """Ctrl-C (SIGINT to the command alone, as a scheduler sends it) or SIGTERM during a
+    process-pool benchmark stops the workers' running folds: the command exits at once
+    with the resume message instead of waiting for them. The folds here never finish
+    on their own (100,000 epochs), so a command that waited would hit the timeout."""
+    config = tiny_benchmark_config(
+        tmp_path,
+        tiny_megc,
+        [MOTION],
+        epochs=100_000,
+        executor={"kind": "process", "workers": 2, "threads_per_fold": 1},
+    )
+    process = _start(config)
+    deadline = time.monotonic() + 120
+    workers: list[int] = []
+    try:
+        while len(workers := _fold_workers(process.pid)) < 2:
+            assert process.poll() is None, process.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the fold workers never started"
+            time.sleep(0.05)
+        time.sleep(1.0)  # let them take their first folds
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+        survivors = [pid for pid in workers if _alive(pid)]
+    finally:  # never leave a 100,000-epoch fold training after a failed assertion
+        for pid in [process.pid, *workers]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        process.wait()
+    code = {signal.SIGINT: 130, signal.SIGTERM: 143}[signum]
+    assert process.returncode == code, stderr.decode()[-2000:]
+    assert "finished stages and folds are kept: re-run the same command" in stderr.decode()
+    assert not survivors, f"fold workers {survivors} still ran after the command exited"
+    folds = tmp_path / "runs" / "tiny" / "benchmark" / "models"
+    assert not list(folds.rglob("folds/*.csv"))

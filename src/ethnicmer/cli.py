@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, ParamSpec
@@ -62,19 +65,54 @@ def _fail(exc: EthnicmerError) -> NoReturn:
 INTERRUPTED = 130
 """Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
 
+TERMINATED = 143
+"""Exit status after SIGTERM (128 + SIGTERM), as shells report it."""
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM raised where the program is, so that the same cleanup as for Ctrl-C runs:
+    temporary files removed, running folds stopped, the study lock released."""
+
+
+def _raise_terminated(signum: int, frame: object) -> NoReturn:
+    raise _Terminated
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While a command runs, SIGTERM raises :class:`_Terminated` (the default would end
+    the process without cleanup, leaving fold workers training). Only the main thread
+    can set a signal handler; elsewhere the default stays."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
 
 def _guarded(command: Callable[P, None]) -> Callable[P, None]:
-    """Answer every bad input, OS error and Ctrl-C with one ``error:`` line.
+    """Answer every bad input, OS error, Ctrl-C and SIGTERM with one ``error:`` line.
 
     Exit status 2 for bad configs, data and outputs (the message names the file,
-    row or sample), 130 after Ctrl-C. Finished stages and folds are kept, so
-    re-running the same command resumes.
+    row or sample), 130 after Ctrl-C, 143 after SIGTERM. Finished stages and folds
+    are kept, so re-running the same command resumes.
     """
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
         try:
-            command(*args, **kwargs)
+            with _sigterm_raises():
+                command(*args, **kwargs)
+        except _Terminated:
+            print(
+                "error: terminated (SIGTERM); finished stages and folds are kept: re-run the "
+                "same command to resume",
+                file=sys.stderr,
+            )
+            raise typer.Exit(code=TERMINATED) from None
         except EthnicmerError as exc:
             _fail(exc)
         except OSError as exc:

@@ -55,7 +55,9 @@ def _process_pool(
 
     Folds already running when one fails finish (and keep their files); queued
     folds are cancelled, so the error shows after at most one fold's time, not
-    after the whole queue.
+    after the whole queue. On Ctrl-C or SIGTERM (any ``BaseException`` here) the
+    running folds are stopped too (:func:`_stop_workers`): the command returns at
+    once instead of after the folds in flight.
     """
     context = multiprocessing.get_context("spawn")
     results = []
@@ -72,10 +74,32 @@ def _process_pool(
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise _fold_failed(futures[future], exc, len(results), cancelled) from exc
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
+        _stop_workers(pool)
         raise
     pool.shutdown(wait=True)
     return results
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel the queued folds and terminate the worker processes (SIGTERM to each).
+
+    A fold stopped mid-way has written at most its temporary file (every write is
+    atomic, :func:`ethnicmer.io.atomic_path`); the next run removes it and
+    trains that fold again. Finished folds are untouched. Python ≥ 3.14 has
+    ``ProcessPoolExecutor.terminate_workers``; before it the workers are reached
+    through the executor's process table.
+    """
+    terminate = getattr(pool, "terminate_workers", None)
+    if terminate is not None:
+        terminate()
+        return
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    for worker in workers:
+        if worker.is_alive():
+            worker.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        worker.join(timeout=30)
 
 
 def _ray(
