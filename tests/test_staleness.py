@@ -98,6 +98,24 @@ def test_replaced_image_and_changed_label_retrain_exactly_the_affected_rows(
     assert "4 of 4 folds done, 0 to run" in log
     assert _fold_times(run_dir) == third
 
+    # a spec written before the training revision existed is read as revision 1
+    spec_file = run_dir / "benchmark" / "models" / "motion" / "seed-0" / "spec.json"
+    spec = json.loads(spec_file.read_text())
+    assert spec.pop("training_revision") == 1
+    spec_file.write_text(json.dumps(spec))
+    _invoke("benchmark", str(config), "--force")
+    assert _fold_times(run_dir) == third
+
+    # a new training revision: every row re-trains, and the log says why
+    import ethnicmer.evaluation
+
+    monkeypatch.setattr(ethnicmer.evaluation, "REVISION", ethnicmer.evaluation.REVISION + 1)
+    log = _invoke("benchmark", str(config))
+    assert "stage benchmark: running: changed: inputs.training" in log
+    assert log.count("training_revision: the training code's revision") == 2
+    fourth = _fold_times(run_dir)
+    assert fourth.keys() == third.keys() and all(fourth[k] != third[k] for k in third)
+
 
 def test_cam_inputs_follow_predictions_not_tables(tiny_megc: Path, tmp_path: Path):
     from ethnicmer.config import load_config

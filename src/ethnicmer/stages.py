@@ -315,13 +315,19 @@ def _study_stage(
 
 
 def _tracked_benchmark_inputs(cfg: StudyConfig) -> dict[str, Any]:
-    """The benchmark's inputs, its tracking settings and the statistics' revision
-    (adding tracking to a finished study, or a new definition of a figure, re-runs
-    the stage's tables, not its folds)."""
-    from ethnicmer.stats import REVISION
+    """The benchmark's inputs, its tracking settings, the statistics' revision and the
+    training code's revision (adding tracking to a finished study, or a new definition
+    of a figure, re-runs the stage's tables, not its folds; a new training revision
+    re-trains the folds, whose specs record it)."""
+    from ethnicmer import evaluation, stats
 
     tracking = json.loads(cfg.tracking.model_dump_json()) if cfg.tracking is not None else None
-    return {**_benchmark_inputs(cfg), "tracking": tracking, "statistics": REVISION}
+    return {
+        **_benchmark_inputs(cfg),
+        "tracking": tracking,
+        "statistics": stats.REVISION,
+        "training": evaluation.REVISION,
+    }
 
 
 PRIMA_FACIE = _study_stage("prima_facie", run_prima_facie, _benchmark_inputs)

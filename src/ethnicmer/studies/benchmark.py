@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ethnicmer import __version__
+from ethnicmer import __version__, evaluation
 from ethnicmer.config import (
     BenchmarkConfig,
     ModelConfig,
@@ -93,6 +93,7 @@ SPEC_MEANING = {
     "compute": "the device or precision (CPU, GPU, mixed precision)",
     "maps": "the activation-map settings (cam.when: fold makes the maps in the fold)",
     "seed": "the seed",
+    "training_revision": "the training code's revision (ethnicmer.evaluation.REVISION)",
     "ethnicmer": "the ethnicmer version",
 }
 """What a changed key of a fold spec means, for the log."""
@@ -102,7 +103,8 @@ def _prepare_dir(model_dir: Path, spec: dict[str, Any]) -> None:
     """Keep finished folds only if they were made with exactly this spec.
 
     Folds made with another spec (model, settings, input sizes, samples, input
-    image contents, context labels, torch threads, seed or package version) are
+    image contents, context labels, torch threads, seed, training code revision or
+    package version) are
     deleted, and the log says which keys changed, what they mean and how many
     finished folds go. Temporary files a killed fold left behind are removed.
     """
@@ -126,9 +128,10 @@ def _prepare_dir(model_dir: Path, spec: dict[str, Any]) -> None:
     write_json_atomic(spec_file, spec, sort_keys=True)
 
 
-SPEC_UPGRADES = {"compute": {"device": "cpu", "precision": "32"}}
+SPEC_UPGRADES = {"compute": {"device": "cpu", "precision": "32"}, "training_revision": 1}
 """Keys older specs lack, with the value every fold of that ethnicmer had: it trained on
-the CPU in float32, so such folds are kept on a CPU at precision 32."""
+the CPU in float32, so such folds are kept on a CPU at precision 32; its training code
+is revision 1 (:data:`ethnicmer.evaluation.REVISION`)."""
 
 MODEL_UPGRADES = {
     "epochs": None,
@@ -236,6 +239,7 @@ def fold_spec(
         ),
         **({"maps": request.settings()} if request is not None else {}),
         "seed": seed,
+        "training_revision": evaluation.REVISION,
         "ethnicmer": __version__,
     }
     return json.loads(json.dumps(spec))
