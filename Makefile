@@ -28,7 +28,7 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
-	HF_HUB_OFFLINE=1 ETHNICMER_NO_PROGRESS=1 $(BIN)/python -m pytest -q --durations=15
+	HF_HUB_OFFLINE=1 ETHNICMER_NO_PROGRESS=1 $(BIN)/python -m pytest -q -n auto --dist worksteal --durations=15
 
 # the declared minimum versions of the scientific stack (.ci/min-versions.txt) in
 # .venv-min, on the torch-free tests (data, config, statistics, bad inputs)

@@ -37,14 +37,21 @@ def _run_in_process(config: Path) -> None:
     assert result.exit_code == 0, result.output
 
 
+def _default_sigint() -> None:
+    # a test runner's worker may ignore SIGINT (pytest-xdist's do), and an ignored
+    # signal stays ignored in its children: Python then raises no KeyboardInterrupt
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(config: Path) -> subprocess.Popen:
-    """``ethnicmer run CONFIG`` as its own process (stderr piped)."""
+    """``ethnicmer run CONFIG`` as its own process (stderr piped, SIGINT not ignored)."""
     env = {**os.environ, "ETHNICMER_NO_PROGRESS": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "ethnicmer", "run", str(config)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        preexec_fn=_default_sigint,
     )
 
 
@@ -140,12 +147,12 @@ def test_sigkill_during_the_flow_stage_then_resume(synthetic_root: Path, tmp_pat
 
 
 def _fold_workers(pid: int) -> list[int]:
-    """The process-pool workers (``multiprocessing`` spawn children) of process ``pid``."""
+    """The process-pool workers (spawned children; not the resource tracker) of ``pid``."""
     workers = []
     for children in Path(f"/proc/{pid}/task").glob("*/children"):
         for child in children.read_text().split():
             cmdline = Path(f"/proc/{child}/cmdline")
-            if cmdline.exists() and b"multiprocessing" in cmdline.read_bytes():
+            if cmdline.exists() and b"multiprocessing.spawn" in cmdline.read_bytes():
                 workers.append(int(child))
     return workers
 
