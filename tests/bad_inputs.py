@@ -151,8 +151,8 @@ class BadInput:
     Attributes:
         id: short name.
         make: workspace → command line (arguments after ``ethnicmer``).
-        code: expected exit status (2 = bad input, 130 = interrupted, 0 = accepted
-            with the fragment in the exclusions).
+        code: expected exit status (2 = bad input, 130 = interrupted, 143 = SIGTERM,
+            0 = accepted with the fragment in the exclusions).
         fragment: regular expression the ``error:`` line (or an exclusion) must match.
         setup: optional context needed while the command runs (``"lock"``,
             ``"interrupt"``, ``"sigterm"``).

@@ -59,6 +59,8 @@ def test_bad_input_is_answered(
     elif bad.setup == "sigterm":
 
         def terminated(*args: object, **kwargs: object) -> None:
+            # without the handler the signal would end the test process itself
+            assert signal.getsignal(signal.SIGTERM) is cli._raise_terminated
             os.kill(os.getpid(), signal.SIGTERM)  # the handler raises at once
             raise AssertionError("SIGTERM did not interrupt the command")
 
@@ -75,6 +77,8 @@ def test_bad_input_is_answered(
         if held is not None:
             held.close()
     output = result.output
+    if bad.setup == "sigterm":  # the command's handler is gone once it returned
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     assert "Traceback" not in output, output
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise AssertionError(f"uncaught {result.exception!r}\n{output}")

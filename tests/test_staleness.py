@@ -105,6 +105,7 @@ def test_replaced_image_and_changed_label_retrain_exactly_the_affected_rows(
     spec_file.write_text(json.dumps(spec))
     _invoke("benchmark", str(config), "--force")
     assert _fold_times(run_dir) == third
+    assert "training_revision" not in json.loads(spec_file.read_text())  # kept as written
 
     # a new training revision: every row re-trains, and the log says why
     import ethnicmer.evaluation

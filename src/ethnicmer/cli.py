@@ -71,7 +71,7 @@ TERMINATED = 143
 
 class _Terminated(KeyboardInterrupt):
     """SIGTERM raised where the program is, so that the same cleanup as for Ctrl-C runs:
-    temporary files removed, running folds stopped, the study lock released."""
+    temporary files removed, running folds and flow jobs stopped."""
 
 
 def _raise_terminated(signum: int, frame: object) -> NoReturn:
@@ -81,16 +81,25 @@ def _raise_terminated(signum: int, frame: object) -> NoReturn:
 @contextmanager
 def _sigterm_raises() -> Iterator[None]:
     """While a command runs, SIGTERM raises :class:`_Terminated` (the default would end
-    the process without cleanup, leaving fold workers training). Only the main thread
-    can set a signal handler; elsewhere the default stays."""
-    if threading.current_thread() is not threading.main_thread():
+    the process without cleanup, leaving fold workers training).
+
+    Only where SIGTERM has its default action, in the main thread (the only one that
+    may set a handler): an ignored SIGTERM or a host program's own handler is left as
+    it is. A library that installs its own handler meanwhile (``ray.init`` does, so
+    with ``executor: ray`` SIGTERM ends the command Ray's way, status 1) keeps it.
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if signal.getsignal(signal.SIGTERM) is _raise_terminated:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _guarded(command: Callable[P, None]) -> Callable[P, None]:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from typing import Any
 
 from ethnicmer.config import ExecutorConfig
 from ethnicmer.errors import EthnicmerError, FoldError
 from ethnicmer.evaluation.training import FoldTask, run_fold
+from ethnicmer.pools import stop_pool
 from ethnicmer.progress import progress
 
 
@@ -56,16 +57,18 @@ def _process_pool(
     Folds already running when one fails finish (and keep their files); queued
     folds are cancelled, so the error shows after at most one fold's time, not
     after the whole queue. On Ctrl-C or SIGTERM (any ``BaseException`` here) the
-    running folds are stopped too (:func:`_stop_workers`): the command returns at
-    once instead of after the folds in flight.
+    running folds are stopped too (:func:`~ethnicmer.pools.stop_pool`): the command
+    returns at once instead of after the folds in flight.
     """
     context = multiprocessing.get_context("spawn")
     results = []
     pool = ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=_limit_threads, initargs=(threads,)
     )
-    futures = {pool.submit(fn, task): task for task in tasks}
+    futures: dict[Future[Any], FoldTask] = {}
     try:
+        # inside the try: submitting starts the workers, and an interrupt may land here
+        futures.update((pool.submit(fn, task), task) for task in tasks)
         for future in progress(as_completed(futures), label, total=len(futures), every=1):
             try:
                 results.append(future.result())
@@ -74,32 +77,10 @@ def _process_pool(
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise _fold_failed(futures[future], exc, len(results), cancelled) from exc
     except BaseException:
-        _stop_workers(pool)
+        stop_pool(pool)
         raise
     pool.shutdown(wait=True)
     return results
-
-
-def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    """Cancel the queued folds and terminate the worker processes (SIGTERM to each).
-
-    A fold stopped mid-way has written at most its temporary file (every write is
-    atomic, :func:`ethnicmer.io.atomic_path`); the next run removes it and
-    trains that fold again. Finished folds are untouched. Python ≥ 3.14 has
-    ``ProcessPoolExecutor.terminate_workers``; before it the workers are reached
-    through the executor's process table.
-    """
-    terminate = getattr(pool, "terminate_workers", None)
-    if terminate is not None:
-        terminate()
-        return
-    workers = list((getattr(pool, "_processes", None) or {}).values())
-    for worker in workers:
-        if worker.is_alive():
-            worker.terminate()
-    pool.shutdown(wait=False, cancel_futures=True)
-    for worker in workers:
-        worker.join(timeout=30)
 
 
 def _ray(

@@ -26,6 +26,7 @@ from ethnicmer.errors import DataError, EthnicmerError, FlowStageError
 from ethnicmer.flow.compute import FlowSettings, cached_flow, companion_paths, read_gray
 from ethnicmer.flow.image import save_megc_png
 from ethnicmer.io import atomic_path, write_csv_atomic
+from ethnicmer.pools import stop_pool
 from ethnicmer.progress import progress
 
 
@@ -53,8 +54,9 @@ def _one(job: tuple[str, str, FlowSettings, str, str]) -> tuple[str, str]:
 def _run_jobs(
     jobs: list[tuple[str, str, FlowSettings, str, str]], workers: int
 ) -> list[tuple[str, str]]:
-    """Run :func:`_one` over ``jobs`` in order; in a process pool the first crash cancels
-    every queued job (finished flow images stay in the cache, so a re-run resumes)."""
+    """Run :func:`_one` over ``jobs`` in order; in a process pool the first crash, Ctrl-C
+    or SIGTERM stops every queued and running job (finished flow images stay in the
+    cache, so a re-run resumes)."""
     if workers <= 1 or len(jobs) <= 1:
         return [_one(job) for job in progress(jobs, "optical flow")]
     results: dict[int, tuple[str, str]] = {}
@@ -64,7 +66,7 @@ def _run_jobs(
         for future in progress(as_completed(futures), "optical flow", total=len(jobs)):
             results[futures[future]] = future.result()
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
+        stop_pool(pool)  # a crash, Ctrl-C or SIGTERM: no flow job keeps running
         raise
     pool.shutdown(wait=True)
     return [results[i] for i in range(len(jobs))]

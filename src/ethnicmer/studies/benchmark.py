@@ -104,11 +104,13 @@ def _prepare_dir(model_dir: Path, spec: dict[str, Any]) -> None:
 
     Folds made with another spec (model, settings, input sizes, samples, input
     image contents, context labels, torch threads, seed, training code revision or
-    package version) are
-    deleted, and the log says which keys changed, what they mean and how many
-    finished folds go. Temporary files a killed fold left behind are removed.
+    package version) are deleted, and the log says which keys changed, what they
+    mean and how many finished folds go. Temporary files a killed fold left behind
+    are removed. A spec that only lacks keys added since (:func:`upgrade_spec`) is
+    kept as written.
     """
     spec_file = model_dir / "spec.json"
+    old: dict[str, Any] = {}
     if spec_file.is_file():
         try:
             old = upgrade_spec(json.loads(spec_file.read_text()))
@@ -123,9 +125,12 @@ def _prepare_dir(model_dir: Path, spec: dict[str, Any]) -> None:
                 f"discarding {finished} finished folds and re-training them"
             )
             shutil.rmtree(model_dir)
+            old = {}
     model_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(model_dir)
-    write_json_atomic(spec_file, spec, sort_keys=True)
+    if old != spec:  # an older spec that upgrades to this one stays as written (its
+        # bytes are an input of the maps stage, which must not re-run for a new key)
+        write_json_atomic(spec_file, spec, sort_keys=True)
 
 
 SPEC_UPGRADES = {"compute": {"device": "cpu", "precision": "32"}, "training_revision": 1}
