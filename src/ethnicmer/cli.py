@@ -115,13 +115,6 @@ def _guarded(command: Callable[P, None]) -> Callable[P, None]:
         try:
             with _sigterm_raises():
                 command(*args, **kwargs)
-        except _Terminated:
-            print(
-                "error: terminated (SIGTERM); finished stages and folds are kept: re-run the "
-                "same command to resume",
-                file=sys.stderr,
-            )
-            raise typer.Exit(code=TERMINATED) from None
         except EthnicmerError as exc:
             _fail(exc)
         except OSError as exc:
@@ -129,13 +122,18 @@ def _guarded(command: Callable[P, None]) -> Callable[P, None]:
             reason = exc.strerror or str(exc)
             print(f"error: {where}{reason}", file=sys.stderr)
             raise typer.Exit(code=2) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (_Terminated)
+            what, code = (
+                ("terminated (SIGTERM)", TERMINATED)
+                if isinstance(exc, _Terminated)
+                else ("interrupted", INTERRUPTED)
+            )
             print(
-                "error: interrupted; finished stages and folds are kept: re-run the same "
+                f"error: {what}; finished stages and folds are kept: re-run the same "
                 "command to resume",
                 file=sys.stderr,
             )
-            raise typer.Exit(code=INTERRUPTED) from None
+            raise typer.Exit(code=code) from None
 
     return wrapper
 
