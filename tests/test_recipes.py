@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from ethnicmer.config import AugmentConfig, ModelConfig, TrainingOptions, load_config
-from ethnicmer.evaluation.augment import augment_flow, draw_transforms, mix_batch
+from ethnicmer.evaluation.augment import augment_flow, draw_transforms, mirror_flow, mix_batch
 from ethnicmer.evaluation.training import TrainSettings, build_model, predict, train_model
 from ethnicmer.pipeline import run_stage
 from ethnicmer.stages import BENCHMARK, DATABASE
@@ -85,6 +85,33 @@ def test_flow_aware_transforms_move_pixels_and_vectors_together():
         64, AugmentConfig(hflip=True, scale=0.1, translate=2), torch.Generator().manual_seed(0), 28
     )
     assert 0.3 < draws["flip"].float().mean() < 0.7 and draws["scale"].min() >= 0.9
+
+
+def test_test_time_mirror_averages_the_image_and_its_mirror():
+    flow, _, _ = _field()
+    minmax = flow.clone()
+    minmax[0, 0] = 0.7
+    mirrored = mirror_flow(minmax, "minmax")
+    assert mirrored[0, 0].mean() == pytest.approx(0.3)  # u_norm → 1 − u_norm
+    assert _where(mirrored[0, 2]) == (-8, 0)  # the strain blob moves to the left
+    assert torch.equal(mirror_flow(mirrored, "minmax"), minmax)  # exact: no resampling
+    assert mirror_flow(flow, "signed")[0, 0].mean() == pytest.approx(-1.0)
+    # the same pixels as the training augmentation's mirror
+    none = {"scale": torch.ones(1), "angle": torch.zeros(1), "shift": torch.zeros(1, 2)}
+    trained = augment_flow(minmax, {**none, "flip": torch.tensor([True])}, "minmax")
+    assert torch.allclose(trained, mirrored, atol=1e-5)
+
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(name="m", emotion_backbone="ststnet"), 2)
+    x = torch.rand(6, 3, 28, 28)
+    options = TrainingOptions(augment=AugmentConfig(hflip=True), test_flip=True)
+    both, _ = predict(net, x, None, options=options)
+    plain, _ = predict(net, x, None)
+    mirror, _ = predict(net, mirror_flow(x, "minmax"), None)
+    assert np.allclose(both, (plain + mirror) / 2, atol=1e-6)
+    assert not np.allclose(both, plain)
+    with pytest.raises(ValueError, match="test_flip .* needs a model trained on mirrored"):
+        TrainingOptions(test_flip=True)
 
 
 def test_mixing_keeps_labels_accountable():

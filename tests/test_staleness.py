@@ -106,6 +106,12 @@ def test_replaced_image_and_changed_label_retrain_exactly_the_affected_rows(
     _invoke("benchmark", str(config), "--force")
     assert _fold_times(run_dir) == third
     assert "training_revision" not in json.loads(spec_file.read_text())  # kept as written
+    # ... and one written before a training option existed has that option off
+    spec = json.loads(spec_file.read_text())
+    assert spec["model"]["training"].pop("test_flip") is False
+    spec_file.write_text(json.dumps(spec))
+    _invoke("benchmark", str(config), "--force")
+    assert _fold_times(run_dir) == third
 
     # a new training revision: every row re-trains, and the log says why
     import ethnicmer.evaluation

@@ -326,7 +326,11 @@ class TrainingOptions(_Strict):
     frequency of the fold's training labels, ``sampler`` draws balanced batches, AdamW
     decouples ``weight_decay``, ``schedule`` replaces the per-epoch exponential decay
     by a cosine or one-cycle curve, ``ema_decay`` predicts with an exponential moving
-    average of the weights."""
+    average of the weights, ``test_flip`` predicts with the mean logits of each test
+    flow image and its mirror (u negated, as ``augment.hflip`` does; a flow context is
+    mirrored the same way, an RGB context is only flipped): test-time augmentation,
+    allowed only for rows trained with ``augment.hflip``, since a model that never saw
+    a mirrored face has no reason to read one alike."""
 
     augment: AugmentConfig | None = None
     mixup_alpha: float = Field(default=0.0, ge=0.0)
@@ -337,11 +341,17 @@ class TrainingOptions(_Strict):
     weight_decay: float = Field(default=0.0, ge=0.0)
     schedule: Literal["exponential", "cosine", "onecycle"] = "exponential"
     ema_decay: float | None = Field(default=None, gt=0.0, lt=1.0)
+    test_flip: bool = False
 
     @model_validator(mode="after")
     def _one_mixing(self) -> TrainingOptions:
         if self.mixup_alpha and self.cutmix_alpha:
             raise ValueError("choose mixup_alpha or cutmix_alpha, not both")
+        if self.test_flip and not (self.augment is not None and self.augment.hflip):
+            raise ValueError(
+                "test_flip (mirrored test images) needs a model trained on mirrored images: "
+                "set augment: {hflip: true}"
+            )
         return self
 
 

@@ -107,6 +107,16 @@ def augment_flow(
     return torch.stack([u, v, strain], dim=1)
 
 
+def mirror_flow(flow: torch.Tensor, values: str) -> torch.Tensor:
+    """The left-right mirror of ``(n, 3, H, W)`` flow images (u, v, strain): pixels
+    flipped exactly (no resampling) and u negated, as :func:`augment_flow`'s mirror does
+    (``minmax``: u_norm → 1 − u_norm; ``signed``: u → −u); v and the strain magnitude
+    are only flipped. Used for test-time mirroring (``training.test_flip``)."""
+    out = torch.flip(flow, dims=[-1])
+    u = 1.0 - out[:, 0] if values == "minmax" else -out[:, 0]
+    return torch.cat([u[:, None], out[:, 1:]], dim=1)
+
+
 def mix_batch(
     images: list[torch.Tensor | None],
     kind: str,

@@ -20,7 +20,13 @@ from torch.nn import functional as F
 
 from ethnicmer.config import ModelConfig, TrainingOptions
 from ethnicmer.devices import Compute, make_deterministic
-from ethnicmer.evaluation.augment import augment_flow, draw_transforms, mix_batch, warp
+from ethnicmer.evaluation.augment import (
+    augment_flow,
+    draw_transforms,
+    mirror_flow,
+    mix_batch,
+    warp,
+)
 from ethnicmer.explain.fold_maps import MapRequest
 from ethnicmer.io import atomic_path, write_csv_atomic, write_json_atomic
 from ethnicmer.models.backbones import create_backbone
@@ -328,18 +334,42 @@ def predict(
     context_input: torch.Tensor | None,
     batch_size: int = 256,
     compute: Compute = CPU,
+    options: TrainingOptions | None = None,
+    context_is_flow: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Emotion logits ``(N, 3)`` float32 (fusion head for dual models) and context logits,
-    in eval mode, on the host (the inputs may be on any device)."""
+    in eval mode, on the host (the inputs may be on any device).
+
+    With ``options.test_flip`` every logit is the mean over the image and its mirror
+    (:func:`~ethnicmer.evaluation.augment.mirror_flow`; a flow context mirrored alike,
+    an RGB context flipped).
+    """
     net.eval()
+    views = [(flow, context_input)]
+    if options is not None and options.test_flip:
+        assert options.augment is not None  # checked by TrainingOptions
+        values = options.augment.flow_values
+        mirrored_context = None
+        if context_input is not None:
+            mirrored_context = (
+                mirror_flow(context_input, values)
+                if context_is_flow
+                else torch.flip(context_input, dims=[-1])
+            )
+        views.append((mirror_flow(flow, values), mirrored_context))
     emotion, context = [], []
     for start in range(0, len(flow), batch_size):
         part = slice(start, start + batch_size)
-        with compute.autocast():
-            outputs = net(flow[part], None if context_input is None else context_input[part])
-        emotion.append(net.prediction_logits(outputs).float())
-        if "context" in outputs:
-            context.append(outputs["context"].float())
+        view_emotion, view_context = [], []
+        for images, ctx in views:
+            with compute.autocast():
+                outputs = net(images[part], None if ctx is None else ctx[part])
+            view_emotion.append(net.prediction_logits(outputs).float())
+            if "context" in outputs:
+                view_context.append(outputs["context"].float())
+        emotion.append(torch.stack(view_emotion).mean(0))
+        if view_context:
+            context.append(torch.stack(view_context).mean(0))
     return (
         torch.cat(emotion).cpu().numpy(),
         (torch.cat(context).cpu().numpy() if context else None),
@@ -408,7 +438,14 @@ def run_fold(task: FoldTask) -> dict[str, float | str]:
                 context_is_flow=context_is_flow,
             )
             held_ctx = None if ctx_all is None else load(held, ctx_all)
-            logits, _ = predict(inner, load(held, flow_all), held_ctx, compute=task.compute)
+            logits, _ = predict(
+                inner,
+                load(held, flow_all),
+                held_ctx,
+                compute=task.compute,
+                options=candidate.training,
+                context_is_flow=context_is_flow,
+            )
             return logits.argmax(axis=1)
 
         model, record = select(task, score)
@@ -430,7 +467,14 @@ def run_fold(task: FoldTask) -> dict[str, float | str]:
         model.training,
         context_is_flow=context_is_flow,
     )
-    logits, context_logits = predict(net, test_flow, test_context_input, compute=task.compute)
+    logits, context_logits = predict(
+        net,
+        test_flow,
+        test_context_input,
+        compute=task.compute,
+        options=model.training,
+        context_is_flow=context_is_flow,
+    )
 
     if task.maps is not None:  # cam.when: fold: the maps now, no checkpoint needed
         from ethnicmer.explain.fold_maps import save_fold_maps

@@ -157,7 +157,10 @@ def upgrade_spec(spec: dict[str, Any]) -> dict[str, Any]:
         return spec
     upgraded = {**SPEC_UPGRADES, **spec}
     if isinstance(upgraded.get("model"), dict):
-        upgraded["model"] = {**MODEL_UPGRADES, **upgraded["model"]}
+        model = {**MODEL_UPGRADES, **upgraded["model"]}
+        if isinstance(model["training"], dict):  # options added since (e.g. test_flip)
+            model["training"] = {**MODEL_UPGRADES["training"], **model["training"]}
+        upgraded["model"] = model
     return upgraded
 
 
