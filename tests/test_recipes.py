@@ -110,7 +110,7 @@ def test_test_time_mirror_averages_the_image_and_its_mirror():
     mirror, _ = predict(net, mirror_flow(x, "minmax"), None)
     assert np.allclose(both, (plain + mirror) / 2, atol=1e-6)
     assert not np.allclose(both, plain)
-    with pytest.raises(ValueError, match="test_flip .* needs a model trained on mirrored"):
+    with pytest.raises(ValueError, match=r"test_flip .* needs a model trained on mirrored"):
         TrainingOptions(test_flip=True)
 
 

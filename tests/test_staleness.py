@@ -123,8 +123,65 @@ def test_replaced_image_and_changed_label_retrain_exactly_the_affected_rows(
     fourth = _fold_times(run_dir)
     assert fourth.keys() == third.keys() and all(fourth[k] != third[k] for k in third)
 
+    # library versions: a stage or spec from before they were recorded is read with the
+    # versions its manifest recorded (else the installed ones) and nothing re-runs ...
+    import ethnicmer.pipeline
 
-def test_cam_inputs_follow_predictions_not_tables(tiny_megc: Path, tmp_path: Path):
+    manifest_file = run_dir / "benchmark" / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    del manifest["material"]["libraries"]
+    manifest["fingerprint"] = "made without library versions"
+    manifest_file.write_text(json.dumps(manifest))
+    spec = json.loads(spec_file.read_text())
+    del spec["libraries"]
+    spec_file.write_text(json.dumps(spec))
+    log = _invoke("benchmark", str(config))
+    assert "running" not in log and _fold_times(run_dir) == fourth
+    # ... unless the recorded version differs from the installed one
+    manifest["versions"]["torch"] = "0.0.1"
+    manifest_file.write_text(json.dumps(manifest))
+    log = _invoke("benchmark", str(config))
+    assert "stage benchmark: running: changed: libraries.torch" in log
+    assert _fold_times(run_dir) == fourth  # the folds' own specs say the same torch
+    # the spec without versions: the installed ones are assumed once, said and written
+    assert "its folds recorded no library versions; taken as made with the installed" in log
+    assert (spec_file.parent / "libraries.json").is_file()
+    assert "libraries" not in json.loads(spec_file.read_text())  # the spec kept as written
+    # another torch: every stage re-runs and every fold re-trains, and the log says why
+    installed = ethnicmer.pipeline._installed_version
+    monkeypatch.setattr(
+        ethnicmer.pipeline,
+        "_installed_version",
+        lambda name: "99.0" if name == "torch" else installed(name),
+    )
+    log = _invoke("benchmark", str(config))
+    assert "stage database: running: changed: libraries.torch" in log
+    assert log.count("libraries: the versions of the libraries a fold trains") == 2
+    fifth = _fold_times(run_dir)
+    assert all(fifth[k] != fourth[k] for k in fourth)
+
+
+def test_flow_cache_key_follows_the_flow_libraries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import ethnicmer.pipeline
+    from ethnicmer.flow.compute import FlowSettings, cache_key
+
+    onset, apex = tmp_path / "onset.png", tmp_path / "apex.png"
+    onset.write_bytes(b"onset")
+    apex.write_bytes(b"apex")
+    before = cache_key(onset, apex, FlowSettings())
+    assert cache_key(onset, apex, FlowSettings()) == before
+    installed = ethnicmer.pipeline._installed_version
+    monkeypatch.setattr(
+        ethnicmer.pipeline,
+        "_installed_version",
+        lambda name: "0.1" if name == "opencv-contrib-python-headless" else installed(name),
+    )
+    assert cache_key(onset, apex, FlowSettings()) != before  # another OpenCV: recomputed
+
+
+def test_cam_inputs_follow_predictions_not_tables(
+    tiny_megc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     from ethnicmer.config import load_config
     from ethnicmer.stages import _cam_inputs
 
@@ -138,6 +195,14 @@ def test_cam_inputs_follow_predictions_not_tables(tiny_megc: Path, tmp_path: Pat
     assert _cam_inputs(cfg) == before
     (bench / "predictions.csv").write_text("model,seed\nmotion,1\n")  # a re-trained fold
     assert _cam_inputs(cfg)["predictions"] != before["predictions"]
+    # a new definition of a statistic re-makes the maps' and the prima facie's tests
+    import ethnicmer.stats
+    from ethnicmer.stages import _prima_facie_inputs
+
+    prima_facie = _prima_facie_inputs(cfg)
+    monkeypatch.setattr(ethnicmer.stats, "REVISION", ethnicmer.stats.REVISION + 1)
+    assert _cam_inputs(cfg)["statistics"] != before["statistics"]
+    assert _prima_facie_inputs(cfg)["statistics"] != prima_facie["statistics"]
 
 
 def test_changed_flow_setting_reruns_flow_and_benchmark(synthetic_root: Path, tmp_path: Path):

@@ -10,6 +10,7 @@ current fingerprint and whose outputs are intact is skipped, so re-running
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -30,18 +31,47 @@ from ethnicmer.io import write_json_atomic
 from ethnicmer.progress import log
 
 MANIFEST = "manifest.json"
-_VERSIONED = ("numpy", "pandas", "scikit-learn", "torch", "torchvision", "pydantic", "Pillow")
+RESULT_LIBRARIES = (
+    "numpy",
+    "scipy",
+    "pandas",
+    "scikit-learn",
+    "statsmodels",
+    "fairlearn",
+    "torch",
+    "torchvision",
+    "timm",
+    "captum",
+    "opencv-contrib-python-headless",
+    "dlib-bin",
+    "Pillow",
+)
+"""The libraries whose version can change a stage's numbers (flow, features, training,
+statistics): a stage made under other versions of them is not up to date."""
+_VERSIONED = (*RESULT_LIBRARIES, "pydantic")
+
+
+@functools.cache
+def _installed_version(name: str) -> str:
+    """The installed version of distribution ``name`` (read once per process)."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def library_versions(names: tuple[str, ...] = RESULT_LIBRARIES) -> dict[str, str]:
+    """Installed version of each distribution in ``names`` (``"not installed"`` if absent)."""
+    return {name: _installed_version(name) for name in names}
 
 
 def package_versions() -> dict[str, str]:
     """Versions of Python, ethnicmer and the libraries results depend on."""
-    versions = {"python": platform.python_version(), "ethnicmer": __version__}
-    for name in _VERSIONED:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+    return {
+        "python": platform.python_version(),
+        "ethnicmer": __version__,
+        **library_versions(_VERSIONED),
+    }
 
 
 def file_digest(path: Path) -> str:
@@ -130,6 +160,7 @@ def _material(stage: Stage, cfg: StudyConfig, inputs: dict[str, Any]) -> dict[st
                 "seed": cfg.seed,
                 "inputs": inputs,
                 "ethnicmer": __version__,
+                "libraries": library_versions(),
             },
             sort_keys=True,
             default=str,
@@ -138,7 +169,8 @@ def _material(stage: Stage, cfg: StudyConfig, inputs: dict[str, Any]) -> dict[st
 
 
 def fingerprint(stage: Stage, cfg: StudyConfig, inputs: dict[str, Any] | None = None) -> str:
-    """Hash of the stage's config section, seed, inputs and ethnicmer version.
+    """Hash of the stage's config section, seed, inputs, ethnicmer version and the
+    versions of :data:`RESULT_LIBRARIES`.
 
     ``inputs`` is ``stage.inputs(cfg)`` when the caller has it already (digesting
     large frame folders twice is wasted I/O).
@@ -182,9 +214,10 @@ def _stale_reason(manifest_path: Path, expected: str, material: dict[str, Any]) 
         old = manifest.get("material")
         if not isinstance(old, dict):
             return "it was made by an older ethnicmer"
-        keys = changed_keys(old, material)
-        shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
-        return f"changed: {shown}"
+        keys = changed_keys(_upgrade_material(old, manifest), material)
+        if keys:
+            shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+            return f"changed: {shown}"
     for output in manifest.get("outputs", []):
         path = Path(output["path"])
         if not path.is_file():
@@ -194,6 +227,18 @@ def _stale_reason(manifest_path: Path, expected: str, material: dict[str, Any]) 
         if output.get("sha256") and file_digest(path) != output["sha256"]:
             return f"output {path} was modified"
     return None
+
+
+def _upgrade_material(old: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
+    """A manifest's material from before library versions entered it, with the versions
+    its manifest recorded (``versions``, always written) and, for a library it did not
+    record, the installed version (an assumption: it is taken as unchanged)."""
+    if "libraries" in old:
+        return old
+    recorded = manifest.get("versions")
+    recorded = recorded if isinstance(recorded, dict) else {}
+    current = library_versions()
+    return {**old, "libraries": {name: recorded.get(name, current[name]) for name in current}}
 
 
 def _up_to_date(manifest_path: Path, expected: str) -> bool:

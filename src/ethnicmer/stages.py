@@ -330,7 +330,15 @@ def _tracked_benchmark_inputs(cfg: StudyConfig) -> dict[str, Any]:
     }
 
 
-PRIMA_FACIE = _study_stage("prima_facie", run_prima_facie, _benchmark_inputs)
+def _prima_facie_inputs(cfg: StudyConfig) -> dict[str, Any]:
+    """The samples and flow images, and the statistics' revision (its tests, intervals and
+    detectable effects come from :mod:`ethnicmer.stats`)."""
+    from ethnicmer import stats
+
+    return {**_benchmark_inputs(cfg), "statistics": stats.REVISION}
+
+
+PRIMA_FACIE = _study_stage("prima_facie", run_prima_facie, _prima_facie_inputs)
 BENCHMARK = _study_stage("benchmark", run_benchmark, _tracked_benchmark_inputs)
 
 
@@ -340,9 +348,12 @@ def _cam_inputs(cfg: StudyConfig) -> dict[str, Any]:
     Each row's ``spec.json`` holds the digests of the inputs its checkpoints were
     trained on, so a re-trained row (or a replaced flow image) re-makes the maps;
     the benchmark's predictions change with any re-trained fold. The benchmark's
-    tables do not enter: a new table, pair or statistic (``stats.REVISION``) re-makes
-    the benchmark's tables without re-making the maps.
+    tables do not enter: a new table or pair of the benchmark does not re-make the
+    maps. The statistics' revision (``stats.REVISION``) does, since the maps' group
+    tests and claims come from :mod:`ethnicmer.stats`.
     """
+    from ethnicmer import stats
+
     predictions = cfg.run_dir / BENCHMARK.name / "predictions.csv"
     models = cfg.run_dir / BENCHMARK.name / "models"
     specs = {
@@ -353,6 +364,7 @@ def _cam_inputs(cfg: StudyConfig) -> dict[str, Any]:
         **_benchmark_inputs(cfg),
         "predictions": file_digest(predictions) if predictions.is_file() else "missing",
         "fold_specs": specs,
+        "statistics": stats.REVISION,
     }
 
 

@@ -26,7 +26,7 @@ from ethnicmer.evaluation.protocols import Fold, context_labels
 from ethnicmer.evaluation.training import build_model
 from ethnicmer.explain.fold_maps import MapRequest, explain_fold, load_fold_maps
 from ethnicmer.progress import log, progress
-from ethnicmer.studies.benchmark import context_kind, fold_spec, row_folds, upgrade_spec
+from ethnicmer.studies.benchmark import context_kind, fold_spec, recorded_spec, row_folds
 
 
 @dataclass(frozen=True)
@@ -184,7 +184,7 @@ def check_spec(model_dir: Path, expected: dict[str, Any]) -> None:
     """
     spec_file = model_dir / "spec.json"
     try:
-        found = upgrade_spec(json.loads(spec_file.read_text()))
+        found = recorded_spec(model_dir)
     except (OSError, json.JSONDecodeError):
         raise ModelError(
             f"{spec_file}: missing or unreadable; re-run the benchmark stage"

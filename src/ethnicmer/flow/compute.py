@@ -1,9 +1,9 @@
 """From an onset and an apex frame to the optical-flow image, with a disk cache.
 
 :func:`flow_from_frames` aligns (or not), computes flow and strain and builds the
-flow image. :func:`cached_flow` keys the result by a SHA-256 of both frames' bytes
-and every parameter; a truncated or corrupt cache file is detected on load and
-recomputed.
+flow image. :func:`cached_flow` keys the result by a SHA-256 of both frames' bytes,
+every parameter and the versions of the libraries that compute it; a truncated or
+corrupt cache file is detected on load and recomputed.
 """
 
 from __future__ import annotations
@@ -114,12 +114,21 @@ def flow_from_frames(
     return FlowResult(image, u, v, strain, onset_crop, apex_crop, landmarks)
 
 
+FLOW_LIBRARIES = ("opencv-contrib-python-headless", "dlib-bin", "numpy")
+"""The libraries that compute a flow image (decoding, alignment, TV-L1, strain, resizing):
+their versions enter the cache key, so another OpenCV or dlib recomputes the flows."""
+
+
 def cache_key(onset_path: Path, apex_path: Path, settings: FlowSettings) -> str:
-    """SHA-256 of both frames' bytes and every setting."""
+    """SHA-256 of both frames' bytes, every setting and the versions of
+    :data:`FLOW_LIBRARIES`."""
+    from ethnicmer.pipeline import library_versions
+
     digest = hashlib.sha256()
     for path in (onset_path, apex_path):
         digest.update(Path(path).read_bytes())
     digest.update(json.dumps(asdict(settings), sort_keys=True).encode())
+    digest.update(json.dumps(library_versions(FLOW_LIBRARIES), sort_keys=True).encode())
     return digest.hexdigest()
 
 

@@ -22,10 +22,11 @@ treats samples or draws as units.
 """
 
 REVISION = 2
-"""The statistics' revision, part of the benchmark stage's fingerprint: bumped when
-a figure the stage writes changes definition, so that tables made by an older
-definition are recomputed on the next run (from the cached fold predictions,
-whose specs do not include it: nothing is re-trained). 2: the GEE terms'
+"""The statistics' revision, part of the fingerprints of the stages that test and
+estimate (prima facie, benchmark, activation maps): bumped when a figure they write
+changes definition, so that tables made by an older definition are recomputed on the
+next run (the benchmark's from the cached fold predictions, whose specs do not
+include it: nothing is re-trained). 2: the GEE terms'
 detectable odds ratios use an SE under the alternative, one per direction
 (``mde`` above 1, ``mde_below`` below 1;
 :func:`~ethnicmer.stats.power.wald_mde_by_direction`)."""

@@ -48,6 +48,7 @@ from ethnicmer.evaluation.protocols import (
 from ethnicmer.evaluation.training import FoldTask, TrainSettings, checkpoint_bytes
 from ethnicmer.explain.fold_maps import MapRequest
 from ethnicmer.io import remove_stale_temporaries, write_json_atomic
+from ethnicmer.pipeline import library_versions
 from ethnicmer.progress import log
 from ethnicmer.studies.benchmark_summary import summarise_benchmark
 
@@ -94,6 +95,7 @@ SPEC_MEANING = {
     "maps": "the activation-map settings (cam.when: fold makes the maps in the fold)",
     "seed": "the seed",
     "training_revision": "the training code's revision (ethnicmer.evaluation.REVISION)",
+    "libraries": "the versions of the libraries a fold trains and reads its inputs with",
     "ethnicmer": "the ethnicmer version",
 }
 """What a changed key of a fold spec means, for the log."""
@@ -107,13 +109,15 @@ def _prepare_dir(model_dir: Path, spec: dict[str, Any]) -> None:
     package version) are deleted, and the log says which keys changed, what they
     mean and how many finished folds go. Temporary files a killed fold left behind
     are removed. A spec that only lacks keys added since (:func:`upgrade_spec`) is
-    kept as written.
+    kept as written; one without library versions gets, once, the installed versions
+    in ``libraries.json`` beside it (an assumption, logged), so that a later upgrade of
+    those libraries re-trains its folds.
     """
     spec_file = model_dir / "spec.json"
     old: dict[str, Any] = {}
     if spec_file.is_file():
         try:
-            old = upgrade_spec(json.loads(spec_file.read_text()))
+            old = recorded_spec(model_dir)
         except json.JSONDecodeError:
             old = {}
         if old != spec:
@@ -133,10 +137,49 @@ def _prepare_dir(model_dir: Path, spec: dict[str, Any]) -> None:
         write_json_atomic(spec_file, spec, sort_keys=True)
 
 
+def recorded_spec(model_dir: Path) -> dict[str, Any]:
+    """A row's ``spec.json`` as it reads today: :func:`upgrade_spec`, and for a spec that
+    recorded no library versions the versions first assumed for it (``libraries.json``).
+
+    Raises:
+        OSError, json.JSONDecodeError: the spec file is missing or unreadable.
+    """
+    written = json.loads((model_dir / "spec.json").read_text())
+    spec = upgrade_spec(written)
+    if written and "libraries" not in written:
+        spec["libraries"] = _assumed_libraries(model_dir)
+    return spec
+
+
+def _assumed_libraries(model_dir: Path) -> dict[str, str]:
+    """The library versions taken for a row whose spec recorded none: those first assumed
+    (``libraries.json``), else the installed ones, written there and logged."""
+    path = model_dir / "libraries.json"
+    if path.is_file():
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            pass
+    versions = library_versions(FOLD_LIBRARIES)
+    write_json_atomic(path, versions, sort_keys=True)
+    log(
+        f"benchmark: {model_dir}: its folds recorded no library versions; taken as made "
+        f"with the installed ones ({', '.join(f'{k} {v}' for k, v in versions.items())}), "
+        f"not checked; written to {path}"
+    )
+    return versions
+
+
 SPEC_UPGRADES = {"compute": {"device": "cpu", "precision": "32"}, "training_revision": 1}
 """Keys older specs lack, with the value every fold of that ethnicmer had: it trained on
 the CPU in float32, so such folds are kept on a CPU at precision 32; its training code
-is revision 1 (:data:`ethnicmer.evaluation.REVISION`)."""
+is revision 1 (:data:`ethnicmer.evaluation.REVISION`). Specs without ``libraries`` are
+read as made with the installed versions (an assumption, not a check: those folds
+recorded none)."""
+
+FOLD_LIBRARIES = ("torch", "torchvision", "timm", "numpy", "Pillow")
+"""The libraries whose version can change what a fold predicts (training, backbones,
+reading and resizing its input images); recorded in every fold spec."""
 
 MODEL_UPGRADES = {
     "epochs": None,
@@ -155,7 +198,7 @@ def upgrade_spec(spec: dict[str, Any]) -> dict[str, Any]:
     that reproduces those folds."""
     if not spec:
         return spec
-    upgraded = {**SPEC_UPGRADES, **spec}
+    upgraded = {**SPEC_UPGRADES, "libraries": library_versions(FOLD_LIBRARIES), **spec}
     if isinstance(upgraded.get("model"), dict):
         model = {**MODEL_UPGRADES, **upgraded["model"]}
         if isinstance(model["training"], dict):  # options added since (e.g. test_flip)
@@ -248,6 +291,7 @@ def fold_spec(
         **({"maps": request.settings()} if request is not None else {}),
         "seed": seed,
         "training_revision": evaluation.REVISION,
+        "libraries": library_versions(FOLD_LIBRARIES),
         "ethnicmer": __version__,
     }
     return json.loads(json.dumps(spec))
