@@ -220,3 +220,41 @@ def test_ensembles_and_nested_selection_on_a_tiny_benchmark(tiny_megc: Path, tmp
         for split in record["inner_folds"]:
             seen = set(split["train_subjects"]) | set(split["validation_subjects"])
             assert record["fold"] not in seen and not seen & set(record["outer_test_subjects"])
+
+
+@pytest.mark.parametrize("shipped", ["megc2019-best.yaml", "megc2019-best-v2.yaml"])
+def test_real_data_recipe_configs_on_two_folds(real_data: Path, tmp_path: Path, shipped: str):
+    """Every row and ensemble of a shipped recipe config on 2 real LOSO folds, 2 epochs."""
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / shipped).read_text())
+    config["runs_dir"] = str(tmp_path / "runs")
+    config["stages"].pop("report")
+    bench = config["stages"]["benchmark"]
+    bench.update({"max_folds": 2, "bootstrap": 20, "seeds": [0]})
+    for row in bench["models"]:
+        row["epochs"] = 2
+    path = tmp_path / shipped
+    path.write_text(yaml.safe_dump(config))
+    cfg = load_config(path)
+    run_stage(DATABASE, cfg)
+    run_stage(BENCHMARK, cfg)
+    out = cfg.run_dir / "benchmark"
+    table = pd.read_csv(out / "table5.csv").set_index("model")
+    rows = [row["name"] for row in bench["models"]]
+    ensembles = [e["name"] for e in bench["ensembles"]]
+    assert list(table.index) == rows + ensembles
+    assert table["macro_f1"].between(0, 1).all()
+    for ensemble in bench["ensembles"]:
+        members = ", ".join(ensemble["members"])
+        assert table.loc[ensemble["name"], "context_input"] == f"ensemble of {members}"
+    predictions = pd.read_csv(out / "predictions.csv", dtype={"subject": str})
+    assert set(predictions["fold"]) == {"casme2/sub01", "casme2/sub02"}
+    assert predictions.groupby("model").size().nunique() == 1  # every row, every sample
+    comparisons = pd.read_csv(out / "comparisons.csv")
+    assert len(comparisons) == len(bench["compare"])
+    assert comparisons["evidence"].str.startswith("single seed").all()
+    for row in bench["models"]:  # each fold spec records the row's options and libraries
+        spec = json.loads((out / "models" / row["name"] / "seed-0" / "spec.json").read_text())
+        assert spec["model"]["training"]["test_flip"] == row["training"].get("test_flip", False)
+        assert spec["libraries"]["torch"] == torch.__version__.split("+")[0]
