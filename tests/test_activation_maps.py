@@ -356,8 +356,15 @@ def test_real_data_cam_on_four_folds(real_data: Path, tmp_path: Path) -> None:
 
 def test_maps_made_in_the_fold_equal_maps_from_its_checkpoint(tmp_path: Path) -> None:
     """cam.when: fold writes no checkpoint and gives the maps the stage makes later from a
-    float32 checkpoint; keep_checkpoints: false removes checkpoints once maps are made."""
+    float32 checkpoint; keep_checkpoints: false removes checkpoints once maps are made.
+    The row predicts with test-time mirroring and the maps explain its predicted class:
+    the checkpoint's maps must explain the class the fold predicted."""
+    from ethnicmer.config import ModelConfig
+
     root = _planted_set(tmp_path / "data", True)
+    mirrored = ModelConfig.model_validate(
+        {"name": "motion", "training": {"augment": {"hflip": True}, "test_flip": True}}
+    )
     results = {}
     for when in ("after", "fold"):
         cfg = load_config(_planted_config(tmp_path / when, root, "float32"))
@@ -370,6 +377,7 @@ def test_maps_made_in_the_fold_equal_maps_from_its_checkpoint(tmp_path: Path) ->
                 "max_folds": 2,
                 "executor": inline,
                 "save_checkpoints": when == "after",
+                "models": [mirrored],
             }
         )
         cam = cfg.stages.cam.model_copy(
@@ -378,6 +386,7 @@ def test_maps_made_in_the_fold_equal_maps_from_its_checkpoint(tmp_path: Path) ->
                 "bootstrap": 100,
                 "when": when,
                 "keep_checkpoints": when != "after",
+                "target": "predicted",
             }
         )
         cfg = cfg.model_copy(
@@ -392,6 +401,9 @@ def test_maps_made_in_the_fold_equal_maps_from_its_checkpoint(tmp_path: Path) ->
         }
         results[when]["checkpoints"] = sorted(p.name for p in row.glob("checkpoints/*"))
         results[when]["maps"] = sorted(p.name for p in row.glob("maps/*.npz"))
+        layers = json.loads((cfg.run_dir / "cam" / "summary.json").read_text())["layers"]
+        if when == "after":  # the checkpoints predict what the folds predicted
+            assert layers["motion_emotion"]["predictions_differing_from_benchmark"] == 0
     assert results["fold"]["checkpoints"] == [] and results["fold"]["maps"] == [
         "samm_101.npz",
         "samm_102.npz",

