@@ -141,10 +141,12 @@ def test_replaced_image_and_changed_label_retrain_exactly_the_affected_rows(
     # re-runs, and the row whose spec recorded no versions takes its manifest's torch
     # and re-trains; the other row's spec says the installed torch and keeps its folds
     manifest["versions"]["torch"] = "0.0.1"
+    del manifest["versions"]["timm"]  # as an older ethnicmer, which did not record timm
     manifest_file.write_text(json.dumps(manifest))
     log = _invoke("benchmark", str(config))
     assert "stage benchmark: running: changed: libraries.torch" in log
     assert "its folds recorded no library versions; taken from the stage's last manifest" in log
+    assert "assumed to be the installed ones (not checked): timm" in log  # never recorded
     assert "torch 0.0.1" in log and log.count("libraries: the versions of the libraries") == 1
     retrained = _fold_times(run_dir)
     assert all((retrained[k] != fourth[k]) == k.startswith("motion/") for k in fourth)

@@ -167,12 +167,14 @@ def _assumed_libraries(model_dir: Path, libraries: tuple[str, ...]) -> dict[str,
     versions = {name: recorded_version(manifest, name) for name in libraries}
     write_json_atomic(path, versions, sort_keys=True)
     recorded = manifest.get("versions") if isinstance(manifest.get("versions"), dict) else {}
-    assumed = [name for name in libraries if name not in recorded]
+    found = [f"{name} {versions[name]}" for name in libraries if name in recorded]
+    assumed = [f"{name} {versions[name]}" for name in libraries if name not in recorded]
+    parts = [f"taken from the stage's last manifest: {', '.join(found)}"] if found else []
+    if assumed:
+        parts.append(f"assumed to be the installed ones (not checked): {', '.join(assumed)}")
     log(
-        f"{model_dir}: its folds recorded no library versions; taken from the stage's last "
-        f"manifest ({', '.join(f'{k} {v}' for k, v in versions.items() if k in recorded)})"
-        + (f", the installed ones assumed for {', '.join(assumed)}" if assumed else "")
-        + f"; written to {path}"
+        f"{model_dir}: its folds recorded no library versions; {'; '.join(parts)}; "
+        f"written to {path}"
     )
     return versions
 
