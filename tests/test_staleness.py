@@ -308,3 +308,16 @@ def test_older_manifests_read_with_the_inputs_and_versions_they_had():
     # a benchmark manifest keeps its inputs: its statistics revision was always recorded
     bench = _upgrade_material({"stage": "benchmark", "inputs": {"statistics": 1}}, manifest)
     assert bench["inputs"] == {"statistics": 1}
+
+
+def test_a_worker_with_other_library_versions_refuses_the_fold():
+    from types import SimpleNamespace
+
+    from ethnicmer.errors import ModelError
+    from ethnicmer.evaluation.training import check_libraries
+    from ethnicmer.pipeline import library_versions
+
+    same = library_versions(("torch", "numpy"))
+    check_libraries(SimpleNamespace(libraries=same))  # the same versions: no error
+    with pytest.raises(ModelError, match=r"torch 0\.0\.1 there, .* here.*same versions"):
+        check_libraries(SimpleNamespace(libraries={**same, "torch": "0.0.1"}))

@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from ethnicmer.config import ModelConfig, TrainingOptions
 from ethnicmer.devices import Compute, make_deterministic
+from ethnicmer.errors import ModelError
 from ethnicmer.evaluation.augment import (
     augment_flow,
     draw_transforms,
@@ -73,6 +74,8 @@ class FoldTask:
         maps: activation maps to make right after training (``cam.when: fold``), or None.
         groups: ``(N,)`` subject id of every sample (rows with nested selection: the
             inner splits group by subject).
+        libraries: the library versions the row's fold spec records; a worker that has
+            other versions (a Ray node set up differently) refuses the fold.
     """
 
     model: ModelConfig
@@ -96,6 +99,33 @@ class FoldTask:
     compute: Compute = CPU
     maps: MapRequest | None = None
     groups: np.ndarray | None = None
+    libraries: dict[str, str] | None = None
+
+
+def check_libraries(task: FoldTask) -> None:
+    """The worker's library versions must be those the fold's spec records.
+
+    Raises:
+        ModelError: a library differs (names it, both versions and the host).
+    """
+    if not task.libraries:
+        return
+    from ethnicmer.pipeline import library_versions
+
+    here = library_versions(tuple(task.libraries))
+    differing = [
+        f"{n} {task.libraries[n]} there, {here[n]} here"
+        for n in task.libraries
+        if here[n] != task.libraries[n]
+    ]
+    if differing:
+        import socket
+
+        raise ModelError(
+            f"this worker ({socket.gethostname()}) has other library versions than the "
+            f"study's fold specs record ({'; '.join(differing)}): its folds would not be "
+            "those of the spec; install the same versions on every worker"
+        )
 
 
 def build_model(model: ModelConfig, n_context: int) -> DualContextNet:
@@ -388,6 +418,7 @@ def run_fold(task: FoldTask) -> dict[str, float | str]:
         ``{"fold", "seconds", "final_loss"}``.
     """
     clock = time.perf_counter()
+    check_libraries(task)
     torch.set_num_threads(task.threads)
     make_deterministic(task.compute)
     torch.manual_seed(task.seed)

@@ -357,7 +357,8 @@ def plan_tasks(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> list[F
             if model.context != "none":
                 context, classes = context_labels(samples, model.context, seed)
             model_dir = _model_dir(out_dir, model, seed)
-            _prepare_dir(model_dir, fold_spec(cfg, model, seed, samples))
+            spec = fold_spec(cfg, model, seed, samples)
+            _prepare_dir(model_dir, spec)
             for fold in folds:
                 predictions = model_dir / "folds" / f"{fold.slug}.csv"
                 if predictions.is_file():
@@ -391,6 +392,7 @@ def plan_tasks(cfg: StudyConfig, samples: pd.DataFrame, out_dir: Path) -> list[F
                             cfg, model, seed, str(model_dir / "maps" / f"{fold.slug}.npz")
                         ),
                         groups=groups if model.selection is not None else None,
+                        libraries=spec["libraries"],
                     )
                 )
     return tasks
