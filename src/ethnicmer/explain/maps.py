@@ -183,6 +183,18 @@ def _from_checkpoint(
     return maps, target, pred.cpu().numpy(), info
 
 
+def _benchmark_manifest(model_dir: Path) -> tuple[dict[str, Any], str]:
+    """The manifest of the benchmark stage that trained (or last kept) the folds in
+    ``model_dir`` (``<run>/benchmark/models/<row>/seed-<s>``), and its path for the log;
+    ``{}`` where it is missing or unreadable."""
+    path = model_dir.parents[2] / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        manifest = {}
+    return (manifest if isinstance(manifest, dict) else {}), str(path)
+
+
 def check_spec(model_dir: Path, expected: dict[str, Any]) -> None:
     """The fold models must have been trained on exactly these inputs and settings.
 
@@ -191,7 +203,7 @@ def check_spec(model_dir: Path, expected: dict[str, Any]) -> None:
     """
     spec_file = model_dir / "spec.json"
     try:
-        found = recorded_spec(model_dir)
+        found = recorded_spec(model_dir, *_benchmark_manifest(model_dir))
     except (OSError, json.JSONDecodeError):
         raise ModelError(
             f"{spec_file}: missing or unreadable; re-run the benchmark stage"

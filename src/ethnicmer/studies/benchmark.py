@@ -117,7 +117,9 @@ def _prepare_dir(model_dir: Path, spec: dict[str, Any]) -> None:
     old: dict[str, Any] = {}
     if spec_file.is_file():
         try:
-            old = recorded_spec(model_dir)
+            old = recorded_spec(
+                model_dir, previous_manifest(), "the benchmark stage's last manifest"
+            )
         except json.JSONDecodeError:
             old = {}
         if old != spec:
@@ -137,9 +139,13 @@ def _prepare_dir(model_dir: Path, spec: dict[str, Any]) -> None:
         write_json_atomic(spec_file, spec, sort_keys=True)
 
 
-def recorded_spec(model_dir: Path) -> dict[str, Any]:
+def recorded_spec(
+    model_dir: Path, benchmark_manifest: dict[str, Any], source: str
+) -> dict[str, Any]:
     """A row's ``spec.json`` as it reads today: :func:`upgrade_spec`, and for a spec that
-    recorded no library versions the versions first assumed for it (``libraries.json``).
+    recorded no library versions the versions first assumed for it (``libraries.json``),
+    else those ``benchmark_manifest`` (the benchmark stage's manifest from the run that
+    trained or last kept these folds, described by ``source`` for the log) recorded.
 
     Raises:
         OSError, json.JSONDecodeError: the spec file is missing or unreadable.
@@ -147,13 +153,17 @@ def recorded_spec(model_dir: Path) -> dict[str, Any]:
     written = json.loads((model_dir / "spec.json").read_text())
     spec = upgrade_spec(written)
     if written and "libraries" not in written:
-        spec["libraries"] = _assumed_libraries(model_dir, fold_libraries(spec.get("maps")))
+        spec["libraries"] = _assumed_libraries(
+            model_dir, fold_libraries(spec.get("maps")), benchmark_manifest, source
+        )
     return spec
 
 
-def _assumed_libraries(model_dir: Path, libraries: tuple[str, ...]) -> dict[str, str]:
+def _assumed_libraries(
+    model_dir: Path, libraries: tuple[str, ...], manifest: dict[str, Any], source: str
+) -> dict[str, str]:
     """The library versions taken for a row whose spec recorded none: those taken before
-    (``libraries.json``), else those the stage's previous manifest recorded, and the
+    (``libraries.json``), else those the benchmark's ``manifest`` recorded, and the
     installed ones for a library it did not record; written there and logged."""
     path = model_dir / "libraries.json"
     if path.is_file():
@@ -163,17 +173,16 @@ def _assumed_libraries(model_dir: Path, libraries: tuple[str, ...]) -> dict[str,
             taken = None
         if isinstance(taken, dict) and all(isinstance(taken.get(n), str) for n in libraries):
             return {name: taken[name] for name in libraries}
-    manifest = previous_manifest()
     versions = {name: recorded_version(manifest, name) for name in libraries}
     write_json_atomic(path, versions, sort_keys=True)
     recorded = manifest.get("versions") if isinstance(manifest.get("versions"), dict) else {}
-    found = [f"{name} {versions[name]}" for name in libraries if name in recorded]
-    assumed = [f"{name} {versions[name]}" for name in libraries if name not in recorded]
-    parts = [f"taken from the stage's last manifest: {', '.join(found)}"] if found else []
+    found = [f"{n} {versions[n]}" for n in libraries if isinstance(recorded.get(n), str)]
+    assumed = [f"{n} {versions[n]}" for n in libraries if not isinstance(recorded.get(n), str)]
+    parts = [f"taken from {source}: {', '.join(found)}"] if found else []
     if assumed:
         parts.append(f"assumed to be the installed ones (not checked): {', '.join(assumed)}")
     log(
-        f"{model_dir}: its folds recorded no library versions; {'; '.join(parts)}; "
+        f"benchmark: {model_dir}: its folds recorded no library versions; {'; '.join(parts)}; "
         f"written to {path}"
     )
     return versions
