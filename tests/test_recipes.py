@@ -222,7 +222,7 @@ def test_ensembles_and_nested_selection_on_a_tiny_benchmark(tiny_megc: Path, tmp
             assert record["fold"] not in seen and not seen & set(record["outer_test_subjects"])
 
 
-RECIPE_CONFIGS = ("megc2019-best.yaml", "megc2019-best-v2.yaml")
+RECIPE_CONFIGS = ("megc2019-best.yaml", "megc2019-best-v2.yaml", "megc2019-best-v3.yaml")
 
 
 def test_real_data_recipe_configs_on_two_folds(real_data: Path, tmp_path: Path):
@@ -266,7 +266,12 @@ def test_real_data_recipe_configs_on_two_folds(real_data: Path, tmp_path: Path):
     rows = [row["name"] for row in bench["models"]]
     ensembles = [e["name"] for e in bench["ensembles"]]
     assert list(table.index) == rows + ensembles
-    assert {"ststnet-dual-apex", "ststnet-recipe2", "off_apexnet-recipe2"} <= set(rows)
+    assert {
+        "ststnet-dual-apex",
+        "ststnet-recipe2",
+        "off_apexnet-recipe2",
+        "off_apexnet-recipe",
+    } <= set(rows)
     assert table["macro_f1"].between(0, 1).all()
     for ensemble in bench["ensembles"]:
         members = ", ".join(ensemble["members"])
