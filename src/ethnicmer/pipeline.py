@@ -282,6 +282,17 @@ def recorded_version(manifest: dict[str, Any], name: str) -> str:
 _PREVIOUS: ContextVar[dict[str, Any] | None] = ContextVar("previous_manifest", default=None)
 
 
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A stage's ``manifest.json`` at ``path``, or ``{}`` where it is missing, unreadable
+    or not a JSON object (a reader of what earlier runs recorded, never a staleness check:
+    see :func:`_stale_reason`)."""
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
 def previous_manifest() -> dict[str, Any]:
     """The manifest the running stage had before this run (``{}`` if none or unreadable):
     a stage reads from it what earlier runs recorded (e.g. the library versions of folds
@@ -369,14 +380,11 @@ def run_stage(stage: Stage, cfg: StudyConfig, force: bool = False) -> StageResul
         return StageResult(stage.name, True, outputs, 0.0, manifest_path)
     log(f"[{cfg.study}] stage {stage.name}: running: {reason}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        previous = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    except (OSError, json.JSONDecodeError):
-        previous = {}
+    previous = read_manifest(manifest_path)
     manifest_path.unlink(missing_ok=True)
     started = datetime.now(UTC)
     clock = time.perf_counter()
-    token = _PREVIOUS.set(previous if isinstance(previous, dict) else {})
+    token = _PREVIOUS.set(previous)
     try:
         outputs = stage.run(cfg, out_dir)
     finally:

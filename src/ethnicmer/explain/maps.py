@@ -25,6 +25,7 @@ from ethnicmer.evaluation.inputs import load_inputs
 from ethnicmer.evaluation.protocols import Fold, context_labels
 from ethnicmer.evaluation.training import build_model, predict
 from ethnicmer.explain.fold_maps import MapRequest, explain_fold, load_fold_maps
+from ethnicmer.pipeline import MANIFEST, read_manifest
 from ethnicmer.progress import log, progress
 from ethnicmer.studies.benchmark import context_kind, fold_spec, recorded_spec, row_folds
 
@@ -185,14 +186,10 @@ def _from_checkpoint(
 
 def _benchmark_manifest(model_dir: Path) -> tuple[dict[str, Any], str]:
     """The manifest of the benchmark stage that trained (or last kept) the folds in
-    ``model_dir`` (``<run>/benchmark/models/<row>/seed-<s>``), and its path for the log;
-    ``{}`` where it is missing or unreadable."""
-    path = model_dir.parents[2] / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        manifest = {}
-    return (manifest if isinstance(manifest, dict) else {}), str(path)
+    ``model_dir`` (``<run>/benchmark/models/<row>/seed-<s>``), ``{}`` where missing or
+    unreadable, and its path for the log."""
+    path = model_dir.parents[2] / MANIFEST
+    return read_manifest(path), str(path)
 
 
 def check_spec(model_dir: Path, expected: dict[str, Any]) -> None:
